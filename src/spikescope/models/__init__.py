@@ -1,0 +1,30 @@
+"""Model families, the registry and checkpoint loading."""
+from .checkpoints import CheckpointError, LoadReport, load_checkpoint, read_state_dict, save_checkpoint_atomic
+from .registry import (
+    ModelInfo,
+    UnknownModelError,
+    apply_overrides,
+    count_parameters,
+    create_model,
+    example_input,
+    list_models,
+    model_info,
+    register_model,
+)
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "ModelInfo",
+    "UnknownModelError",
+    "apply_overrides",
+    "count_parameters",
+    "create_model",
+    "example_input",
+    "list_models",
+    "load_checkpoint",
+    "model_info",
+    "read_state_dict",
+    "register_model",
+    "save_checkpoint_atomic",
+]

@@ -1,0 +1,122 @@
+"""Load our checkpoints and the authors' released files into spikescope models, with a clear report.
+
+A checkpoint file may hold a bare state dict or wrap it in ``model`` / ``state_dict`` / ``model_state`` keys;
+``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes are stripped. A model whose module names differ from
+the released code defines ``remap_checkpoint(state_dict) -> state_dict`` mapping the authors' key names onto its own;
+it is applied only when the file's keys do not already match the model.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint", "save_checkpoint_atomic"]
+
+_WRAPPER_KEYS = ("model", "state_dict", "model_state", "model_state_dict", "module")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read, or whose keys do not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_checkpoint` did: loaded keys and, by name, what did not fit."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, file shape, model shape)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        lines = [f"loaded {len(self.loaded)} tensors"]
+        for title, items in (("missing in the file", self.missing), ("unexpected in the file", self.unexpected)):
+            if items:
+                shown = ", ".join(items[:20]) + (f", ... ({len(items)} in all)" if len(items) > 20 else "")
+                lines.append(f"{title} ({len(items)}): {shown}")
+        for key, got, want in self.mismatched[:20]:
+            lines.append(f"shape mismatch {key}: file {list(got)} vs model {list(want)}")
+        return "\n".join(lines)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file (``weights_only=True``) and return its unwrapped, prefix-stripped state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and unpickler errors all mean "not a readable checkpoint"
+        raise CheckpointError(
+            f"cannot read {path} as a torch checkpoint ({type(err).__name__}: {err}); "
+            "the file may be truncated or not a checkpoint"
+        ) from err
+    for _ in range(3):
+        if isinstance(obj, Mapping):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors (top-level type {type(obj).__name__})")
+    state = {}
+    for key, value in obj.items():
+        for prefix in _PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        state[key] = value
+    return state
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
+    """Load ``path`` into ``model``; raise :class:`CheckpointError` listing every misfit unless ``strict=False``.
+
+    With ``strict=False`` the tensors that fit are loaded and the rest is reported in the returned :class:`LoadReport`.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    remap = getattr(model, "remap_checkpoint", None)
+    if remap is not None and not set(state) <= set(own):
+        state = remap(state)
+    report = LoadReport()
+    fitting = {}
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif tuple(value.shape) != tuple(own[key].shape):
+            report.mismatched.append((key, tuple(value.shape), tuple(own[key].shape)))
+        else:
+            fitting[key] = value
+    report.missing = [k for k in own if k not in state]
+    report.loaded = list(fitting)
+    if strict and not report.complete:
+        raise CheckpointError(
+            f"{path} does not fit {type(model).__name__}:\n{report}\n"
+            "pass strict=False to load the matching tensors anyway"
+        )
+    model.load_state_dict(fitting, strict=False)
+    return report
+
+
+def save_checkpoint_atomic(obj: object, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: a killed write leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,147 @@
+"""Model registry: ``register_model`` / ``create_model`` / ``list_models`` (timm-style, with input metadata).
+
+Model files register a builder per size::
+
+    @register_model("sdt_v3_s", input_size=(3, 224, 224), timesteps=1, family="sdt_v3")
+    def sdt_v3_s(**overrides) -> nn.Module: ...
+
+Variant choices (``mixer="srb"``, ``sma=True``, ``T=4``) are keyword overrides of the builder, never separate names.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ModelInfo",
+    "UnknownModelError",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_info",
+    "example_input",
+    "count_parameters",
+    "apply_overrides",
+]
+
+InputKind = Literal["image", "events"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a user needs to know to feed a registered model."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    input_size: tuple[int, int, int]  # (C, H, W) of one frame
+    timesteps: int  # default T
+    input_kind: InputKind  # "image": [B,C,H,W] (repeated over T inside); "events": [T,B,C,H,W]
+    family: str
+    description: str
+
+    @property
+    def input_layout(self) -> str:
+        c, h, w = self.input_size
+        if self.input_kind == "events":
+            return f"[T={self.timesteps},B,{c},{h},{w}]"
+        return f"[B,{c},{h},{w}] (T={self.timesteps})"
+
+
+class UnknownModelError(ValueError):
+    """Raised by :func:`create_model` for a name that is not registered."""
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    input_size: tuple[int, int, int],
+    timesteps: int,
+    input_kind: InputKind = "image",
+    family: str = "",
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a builder under ``name`` with its input metadata."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered")
+        doc = (inspect.getdoc(builder) or "").split("\n")[0]
+        _REGISTRY[name] = ModelInfo(name, builder, tuple(input_size), timesteps, input_kind, family, doc)
+        return builder
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    from . import _zoo  # noqa: F401  (imports every model file, which registers its builders)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a registered name; unknown names list the closest registered ones."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else "run `spikescope models` to list them"
+        raise UnknownModelError(f"unknown model {name!r}; {hint}")
+    return _REGISTRY[name]
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted registered names matching a glob ``pattern``."""
+    _ensure_loaded()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def create_model(name: str, pretrained: str | None = None, **overrides) -> nn.Module:
+    """Build a registered model; ``overrides`` go to its builder, ``pretrained`` is a checkpoint path to load."""
+    info = model_info(name)
+    accepted = inspect.signature(info.builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = [k for k in overrides if k not in accepted] if not takes_any else []
+    if unknown:
+        options = [k for k, p in accepted.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        raise TypeError(f"{name}: unknown option(s) {unknown}; this model accepts {options}")
+    model = info.builder(**overrides)
+    if pretrained is not None:
+        from .checkpoints import load_checkpoint
+
+        load_checkpoint(model, pretrained)
+    return model
+
+
+def apply_overrides(config, overrides: dict, who: str):
+    """``dataclasses.replace(config, **overrides)`` with an error naming unknown keys and the accepted ones.
+
+    Builders of a family call it with their size's config: ``SDTv3Config`` fields are the model's options.
+    """
+    names = [f.name for f in dataclasses.fields(config)]
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise TypeError(f"{who}: unknown option(s) {unknown}; this model accepts {names}")
+    return dataclasses.replace(config, **overrides)
+
+
+def count_parameters(name: str, **overrides) -> int:
+    """Parameter count of a registered model, built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        model = create_model(name, **overrides)
+    return sum(p.numel() for p in model.parameters())
+
+
+def example_input(name: str, batch: int = 1, timesteps: int | None = None, **kwargs) -> torch.Tensor:
+    """A random input in the model's layout: ``[B,C,H,W]`` for images, ``[T,B,C,H,W]`` for events."""
+    info = model_info(name)
+    if info.input_kind == "events":
+        T = timesteps or info.timesteps
+        return torch.rand(T, batch, *info.input_size, **kwargs)
+    return torch.randn(batch, *info.input_size, **kwargs)

@@ -1,0 +1,58 @@
+"""Integer multi-bit spikes (SDT-v3 "MultiSpike", I-LIF): a stateless clip-and-round quantiser.
+
+Forward ``s = round(clip(x, 0, D)) / norm``; backward is the straight-through estimator of sterf.md §2.3:
+gradient 1 for 0 <= x <= D and 0 outside, then the 1/norm factor. With ``norm = D`` (the default) the spikes are
+{0, 1/D, ..., 1}; the SDT-v3 classification head uses ``norm = 1`` (integers 0..D). At inference an integer spike
+is read as D binary "virtual timesteps".
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .lif import check_sequence
+
+__all__ = ["IntegerSpike"]
+
+
+class _ClipRoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, max_value: float) -> torch.Tensor:
+        ctx.save_for_backward((x >= 0) & (x <= max_value))  # 1 byte per element
+        return torch.round(torch.clamp(x, 0, max_value))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inside,) = ctx.saved_tensors
+        return grad * inside.to(grad.dtype), None
+
+
+class IntegerSpike(nn.Module):
+    """``x [T, ...]`` -> ``round(clip(x, 0, max_value)) / norm`` with a straight-through gradient.
+
+    Args:
+        max_value: D, the largest integer a spike can carry (4 in SDT-v3).
+        norm: the divisor; ``None`` means ``max_value``.
+    """
+
+    def __init__(self, max_value: int = 4, norm: float | None = None) -> None:
+        super().__init__()
+        if max_value < 1:
+            raise ValueError(f"IntegerSpike: max_value must be >= 1, got {max_value}")
+        if norm is not None and not norm > 0:
+            raise ValueError(f"IntegerSpike: norm must be > 0, got {norm}")
+        self.max_value = int(max_value)
+        self.norm = float(max_value if norm is None else norm)
+
+    def forward(
+        self, x: torch.Tensor, return_state: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Quantise ``x``; with ``return_state`` also return ``x`` itself (the stateless "membrane")."""
+        check_sequence(x, "IntegerSpike")
+        s = _ClipRoundSTE.apply(x, float(self.max_value))
+        if self.norm != 1.0:
+            s = s / self.norm
+        return (s, x) if return_state else s
+
+    def extra_repr(self) -> str:
+        return f"max_value={self.max_value}, norm={self.norm:g}"

@@ -1,0 +1,52 @@
+"""Backends for the multi-step LIF recurrence, chosen per call.
+
+============ ==================================================================================
+``torch``    the autograd reference loop (readable; the specification the tests compare against)
+``fused``    one ``autograd.Function``: graph-free forward, hand-written BPTT, compact saved state
+``compile``  ``torch.compile`` of the reference loop (opt-in: a cold compile takes 10-20 s on 2 cores)
+``auto``     the fastest available for the tensor's device (``fused`` on CPU)
+============ ==================================================================================
+
+Every backend has the signature ``fn(x, k, params, return_state) -> (spikes, v_seq | None)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..params import LIFParams
+from .fused import lif_fused
+from .reference import lif_reference
+
+__all__ = ["BACKENDS", "run_lif", "resolve_backend"]
+
+LIFBackend = Callable[[torch.Tensor, "torch.Tensor | float", LIFParams, bool], tuple]
+
+_compiled: LIFBackend | None = None
+
+
+def _lif_compiled(x, k, p, return_state=False):
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(lif_reference, dynamic=False)
+    return _compiled(x, k, p, return_state)
+
+
+BACKENDS: dict[str, LIFBackend] = {"torch": lif_reference, "fused": lif_fused, "compile": _lif_compiled}
+
+
+def resolve_backend(name: str, x: torch.Tensor) -> str:
+    """Map ``"auto"`` to a concrete backend for ``x``'s device and check that ``name`` exists."""
+    if name == "auto":
+        return "triton" if x.is_cuda and "triton" in BACKENDS else "fused"
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available here: {['auto', *BACKENDS]}")
+    return name
+
+
+def run_lif(
+    x: torch.Tensor, k: torch.Tensor | float, p: LIFParams, backend: str = "auto", return_state: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the LIF recurrence on ``x [T, ...]`` with the chosen backend."""
+    return BACKENDS[resolve_backend(backend, x)](x, k, p, return_state)

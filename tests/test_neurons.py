@@ -1,0 +1,209 @@
+"""The multi-step neurons: every backend against the reference loop, gradchecks, PLIF, IntegerSpike, errors."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from spikescope.neurons import LIF, PLIF, ATan, IntegerSpike, Rectangle, Sigmoid, Triangle
+from spikescope.neurons.kernels import BACKENDS, run_lif
+from spikescope.neurons.params import LIFParams
+
+SURROGATES = [ATan(2.0), Sigmoid(4.0), Rectangle(1.0), Triangle(1.0)]
+COMBOS = list(itertools.product([0.0, -0.3, None], [True, False], [True, False], SURROGATES))
+
+
+def _params(v_reset, decay_input, detach_reset, surrogate, v_threshold=0.6):
+    return LIFParams(v_threshold, v_reset, decay_input, detach_reset, surrogate)
+
+
+@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=str)
+def test_fused_matches_reference(v_reset, decay_input, detach_reset, surrogate):
+    p = _params(v_reset, decay_input, detach_reset, surrogate)
+    x = torch.randn(6, 3, 5, 7) * 1.5
+    outs = {}
+    for backend in ("torch", "fused"):
+        xb = x.clone().requires_grad_(True)
+        s, v = run_lif(xb, 1 / 1.7, p, backend, return_state=True)
+        torch.manual_seed(1)
+        gs, gv = torch.randn_like(s), torch.randn_like(v) * 0.1
+        ((s * gs).sum() + (v * gv).sum()).backward()
+        outs[backend] = (s.detach(), v.detach(), xb.grad)
+    assert outs["torch"][0].sum() > 0, "the test input should make the neuron fire"
+    assert torch.equal(outs["torch"][0], outs["fused"][0])
+    torch.testing.assert_close(outs["torch"][1], outs["fused"][1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(outs["torch"][2], outs["fused"][2], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=str)
+def test_plif_fused_matches_reference(v_reset, decay_input, detach_reset, surrogate):
+    x = torch.randn(5, 4, 6) * 1.5
+    grads = {}
+    for backend in ("torch", "fused"):
+        n = PLIF(init_tau=1.8, v_threshold=0.6, v_reset=v_reset, decay_input=decay_input,
+                 detach_reset=detach_reset, surrogate=surrogate, backend=backend)
+        xb = x.clone().requires_grad_(True)
+        s = n(xb)
+        torch.manual_seed(2)
+        (s * torch.randn_like(s)).sum().backward()
+        grads[backend] = (s.detach(), xb.grad, n.w.grad)
+    assert torch.equal(grads["torch"][0], grads["fused"][0])
+    torch.testing.assert_close(grads["torch"][1], grads["fused"][1], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grads["torch"][2], grads["fused"][2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused"])
+@pytest.mark.parametrize("v_reset,decay_input", [(0.0, True), (0.2, False), (None, True), (None, False)])
+def test_membrane_gradcheck_float64(backend, v_reset, decay_input):
+    # With detach_reset the membrane trace V is piecewise smooth in X and k (spikes are locally constant), so its
+    # true derivative is what autograd must return: gradcheck against finite differences, PLIF decay included.
+    p = _params(v_reset, decay_input, True, Sigmoid(4.0), v_threshold=1.0)
+    x = torch.randn(5, 2, 3, dtype=torch.float64) * 1.5
+    k = torch.tensor(0.4, dtype=torch.float64)
+    s, _ = run_lif(x, k, p, "torch")
+    assert 0 < s.sum() < s.numel(), "the test input should make some neurons fire"
+    x.requires_grad_(True)
+    k.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: run_lif(a, b, p, backend, True)[1], (x, k), eps=1e-7, atol=1e-6)
+
+
+def test_plif_decay_gradient_finite_difference():
+    torch.manual_seed(3)
+    x = (torch.randn(6, 3, 4, dtype=torch.float64) * 1.2)
+    n = PLIF(init_tau=2.2, v_threshold=1.0, detach_reset=True, surrogate=Sigmoid(4.0), backend="fused").double()
+    weights = torch.randn(6, 3, 4, dtype=torch.float64)
+
+    def loss():
+        _, v = n(x, return_state=True)  # with a detached reset, V is smooth in w between spike flips
+        return (v * weights).sum()
+
+    loss().backward()
+    analytic = n.w.grad.item()
+    eps = 1e-6
+    with torch.no_grad():
+        n.w += eps
+        up = loss().item()
+        n.w -= 2 * eps
+        down = loss().item()
+        n.w += eps
+    assert math.isclose(analytic, (up - down) / (2 * eps), rel_tol=1e-4, abs_tol=1e-7)
+
+
+def test_lif_closed_form_below_threshold():
+    # Below threshold V[t] = sum_k k(1-k)^(t-j) X[j]; dV[T-1]/dX[j] = k (1-k)^(T-1-j).
+    tau, T = 3.0, 6
+    n = LIF(tau=tau, v_threshold=100.0)
+    x = torch.rand(T, 1, requires_grad=True)
+    s, v = n(x, return_state=True)
+    assert s.sum() == 0
+    v[-1].sum().backward()
+    k = 1 / tau
+    expected = torch.tensor([k * (1 - k) ** (T - 1 - j) for j in range(T)]).unsqueeze(1)
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_lif_spike_and_reset_by_hand():
+    n = LIF(tau=2.0, v_threshold=1.0, v_reset=0.0)
+    x = torch.tensor([[1.5], [1.5], [3.0], [0.0]])
+    s, v = n(x, return_state=True)
+    # H0 = 0.75 (no spike), H1 = 0.75 + (1.5 - 0.75)/2 = 1.125 (spike, V=0), H2 = 1.5 (spike), H3 = 0
+    assert s.squeeze().tolist() == [0.0, 1.0, 1.0, 0.0]
+    torch.testing.assert_close(v.squeeze(), torch.tensor([0.75, 0.0, 0.0, 0.0]))
+    soft = LIF(tau=2.0, v_threshold=1.0, v_reset=None)
+    s, v = soft(x, return_state=True)
+    assert s.squeeze().tolist() == [0.0, 1.0, 1.0, 0.0]
+    torch.testing.assert_close(v.squeeze(), torch.tensor([0.75, 0.125, 0.5625, 0.28125]))
+
+
+def test_surrogate_formulas():
+    x = torch.linspace(-2, 2, 41, requires_grad=True)
+    cases = {
+        ATan(2.0): lambda u: 1.0 / (1 + (math.pi * u) ** 2),
+        Sigmoid(4.0): lambda u: 4 * torch.sigmoid(4 * u) * (1 - torch.sigmoid(4 * u)),
+        Rectangle(2.0): lambda u: 2.0 * (u.abs() < 0.25).float(),
+        Triangle(2.0): lambda u: torch.clamp(2.0 - 4.0 * u.abs(), min=0),
+    }
+    for sg, formula in cases.items():
+        x.grad = None
+        y = sg(x)
+        assert torch.equal(y.detach(), (x >= 0).float())
+        y.sum().backward()
+        torch.testing.assert_close(x.grad, formula(x.detach()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_input_runs_in_float32(dtype):
+    x = torch.randn(4, 8, 8) * 2
+    ref = LIF(backend="torch")(x)
+    out = LIF(backend="fused")(x.to(dtype))
+    assert out.dtype == dtype
+    assert (out.float() != ref).float().mean() < 0.02  # only rounding of the input itself may flip spikes
+
+
+def test_fused_saves_less_for_backward():
+    x = torch.randn(8, 64, 256, requires_grad=True)
+
+    def saved_bytes(backend, surrogate):
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            LIF(backend=backend, detach_reset=True, surrogate=surrogate)(x)
+        return total
+
+    ref, fused = saved_bytes("torch", ATan()), saved_bytes("fused", ATan())
+    assert fused <= x.numel() * 4 < ref
+    assert saved_bytes("fused", Rectangle()) == x.numel()  # one uint8 code per element
+
+
+def test_integer_spike_forward_backward():
+    x = torch.tensor([-1.0, 0.0, 0.4, 0.6, 2.5, 3.49, 4.0, 4.2, 7.0], requires_grad=True)
+    n = IntegerSpike(max_value=4)
+    s = n(x.unsqueeze(1)).squeeze(1)
+    expected = torch.round(torch.clamp(x.detach(), 0, 4)) / 4
+    assert torch.equal(s.detach(), expected)
+    s.sum().backward()
+    inside = ((x.detach() >= 0) & (x.detach() <= 4)).float()
+    torch.testing.assert_close(x.grad, inside / 4)
+    head = IntegerSpike(max_value=4, norm=1)
+    assert head(torch.tensor([[2.6]])).item() == 3.0
+
+
+def test_return_state_shapes_and_integer_state():
+    x = torch.randn(3, 2, 4, 5, 5)
+    s, v = LIF()(x, return_state=True)
+    assert s.shape == v.shape == x.shape
+    s, u = IntegerSpike()(x, return_state=True)
+    assert u is x
+
+
+@pytest.mark.parametrize(
+    "make,inp,err,match",
+    [
+        (lambda: LIF(), torch.randn(5), ValueError, "at least 2 dims"),
+        (lambda: LIF(), torch.ones(3, 2, dtype=torch.long), TypeError, "floating-point"),
+        (lambda: IntegerSpike(), torch.randn(5), ValueError, "at least 2 dims"),
+        (lambda: LIF(backend="cuda-magic"), torch.randn(2, 2), ValueError, "unknown backend"),
+    ],
+)
+def test_bad_inputs(make, inp, err, match):
+    with pytest.raises(err, match=match):
+        make()(inp)
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="tau must be > 1"):
+        LIF(tau=1.0)
+    with pytest.raises(ValueError, match="init_tau must be > 1"):
+        PLIF(init_tau=0.5)
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        LIF(surrogate="erf")
+    assert LIF(surrogate="rectangle").params.surrogate == Rectangle(1.0)
+
+
+def test_backends_listed():
+    assert {"torch", "fused", "compile"} <= set(BACKENDS)

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from spikescope.cli import main
+from spikescope.models import (
+    CheckpointError,
+    UnknownModelError,
+    count_parameters,
+    create_model,
+    example_input,
+    list_models,
+    load_checkpoint,
+    save_checkpoint_atomic,
+)
+
+
+def test_unknown_model_lists_close_names():
+    with pytest.raises(UnknownModelError, match="toy_convnet"):
+        create_model("toy_convnett")
+
+
+def test_unknown_override_names_the_options():
+    with pytest.raises(TypeError, match="unknown option.*'depht'.*depth"):
+        create_model("toy_convnet", depht=3)
+
+
+def test_create_list_count():
+    assert "toy_convnet" in list_models("toy_*")
+    model = create_model("toy_convnet", depth=2, channels=4, in_channels=1)
+    assert count_parameters("toy_convnet", depth=2, channels=4) == sum(p.numel() for p in model.parameters()) == 180
+    x = example_input("toy_convnet", batch=2)
+    assert model(x).shape == (4, 2, 4, 64, 64)
+
+
+def test_checkpoint_roundtrip_with_wrappers_and_prefixes(tmp_path):
+    src = create_model("toy_convnet", depth=2, channels=3)
+    path = tmp_path / "ckpt.pth"
+    save_checkpoint_atomic({"model": {f"module.{k}": v for k, v in src.state_dict().items()}}, path)
+    dst = create_model("toy_convnet", depth=2, channels=3)
+    report = load_checkpoint(dst, path)
+    assert report.complete and len(report.loaded) == 2
+    for a, b in zip(src.parameters(), dst.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_mismatch_is_reported_by_name(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    torch.save(create_model("toy_convnet", depth=3, channels=3).state_dict(), path)
+    dst = create_model("toy_convnet", depth=2, channels=5)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(dst, path)
+    msg = str(info.value)
+    assert "convs.2.weight" in msg and "shape mismatch convs.0.weight" in msg and "strict=False" in msg
+    report = load_checkpoint(dst, path, strict=False)
+    assert report.unexpected == ["convs.2.weight"] and len(report.mismatched) == 2
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
+        load_checkpoint(create_model("toy_convnet"), path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(create_model("toy_convnet"), tmp_path / "missing.pth")
+
+
+def test_cli_models(capsys):
+    assert main(["models", "toy_*"]) == 0
+    out = capsys.readouterr().out
+    assert "toy_convnet" in out and "[B,1,64,64]" in out
+    assert main(["models", "nothing_*"]) == 1
