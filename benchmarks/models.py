@@ -1,0 +1,114 @@
+"""Training-step throughput and peak memory of any registered model.
+
+    python benchmarks/models.py --model sdt_v3_s --set mixer=srb --batch 64 --amp bf16 --device cuda
+    python benchmarks/models.py --model sma_vgg8_dvs128 --batch 16 --amp fp16 --json benchmarks/results/x.json
+
+One step = forward, cross-entropy on the time-averaged (flattened) outputs, backward, AdamW update. Prints samples/s and peak
+memory (CUDA: ``max_memory_allocated``; CPU: the growth of the process's peak RSS during the timed steps).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from spikescope.models import create_model, example_input
+
+AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["mixer=srb", "T=4"]`` -> ``{"mixer": "srb", "T": 4}`` (values parsed as YAML scalars)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def benchmark(name: str, overrides: dict, batch: int, amp: str, device: str, warmup: int, steps: int) -> dict:
+    torch.manual_seed(0)
+    model = create_model(name, **overrides).to(device).train()
+    x = example_input(name, batch=batch, timesteps=overrides.get("timesteps")).to(device)
+    with torch.no_grad():
+        num_classes = model(x).flatten(2).shape[-1]  # classifiers give [T, B, classes]
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device, enabled=amp == "fp16")
+    dtype = AMP[amp]
+
+    def step() -> None:
+        with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(x).float().mean(0).flatten(1)
+            loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = _peak_rss_mib()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    dt = (time.perf_counter() - t0) / steps
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _peak_rss_mib() - rss0
+    return {
+        "model": name,
+        "overrides": overrides,
+        "batch": batch,
+        "input": list(x.shape),
+        "amp": amp,
+        "ms_per_step": round(dt * 1e3, 2),
+        "samples_per_s": round(batch / dt, 2),
+        "peak_mib": round(peak, 1),
+        "peak_kind": "cuda max_memory_allocated" if device == "cuda" else "process peak-RSS growth",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, action="append", help="registered name; repeat for several")
+    ap.add_argument("--set", default=[], action="append", help="builder override key=value (repeatable)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--amp", choices=list(AMP), default="none")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--json", type=Path, help="also write the results (with the device named) to this file")
+    args = ap.parse_args()
+    overrides = parse_overrides(args.set)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
+    results = []
+    for name in args.model:
+        r = benchmark(name, overrides, args.batch, args.amp, args.device, args.warmup, args.steps)
+        print(f"{name} {overrides or ''} batch {args.batch} {args.amp}: {r['ms_per_step']} ms/step, "
+              f"{r['samples_per_s']} samples/s, peak {r['peak_mib']} MiB ({r['peak_kind']})")
+        results.append(r)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads()}
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
