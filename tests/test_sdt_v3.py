@@ -203,8 +203,16 @@ def test_forward_features_names_shapes_and_blocks():
     assert everything["stage1.block0"].shape == (1, 2, 12, 112, 112)
     for s in range(1, 5):
         torch.testing.assert_close(everything[f"stage{s}"], feats[f"stage{s}"])
+    assert list(everything) == model.feature_names(blocks=True) and list(feats) == model.feature_names()
     with torch.no_grad():
         torch.testing.assert_close(model(x), model.forward_head(feats["stage4"]))
+        early = model.forward_features(x, up_to="stage2")
+        one = model.forward_features(x, up_to="stage3.block1")
+    assert list(early) == ["stage1", "stage2"] and list(one) == ["stage1", "stage2", "stage3.block1"]
+    torch.testing.assert_close(early["stage2"], feats["stage2"])
+    torch.testing.assert_close(one["stage3.block1"], everything["stage3.block1"])
+    with pytest.raises(ValueError, match="unknown feature 'stage5'"):
+        model.forward_features(x, up_to="stage5")
 
 
 def test_time_first_input_and_any_multiple_of_16():

@@ -130,21 +130,42 @@ class MetaSDT(nn.Module):
             )
         return x
 
-    def forward_features(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
+    def forward_features(
+        self, x: torch.Tensor, blocks: bool = False, up_to: str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Named outputs ``stage1`` .. ``stage4``, each ``[T, B, C, H, W]`` (real-valued, after the residual add).
 
         With ``blocks=True`` every block's output is included too, in execution order, named ``stage{s}.block{i}``
         (``stage1.block0`` is ConvBlock1_1 at stride 2, ``stage1.block1`` = ``stage1`` is ConvBlock1_2 at stride 4).
+        ``up_to`` (a stage or block name) stops the network after that output: ``up_to="stage2"`` skips
+        stages 3-4, e.g. for an ERF of the early stages.
         """
+        names = self.feature_names(blocks=True)
+        if up_to is not None and up_to not in names:
+            raise ValueError(f"{type(self).__name__}: unknown feature {up_to!r}; choose from {names}")
         x = self._as_sequence(x)
         feats: dict[str, torch.Tensor] = {}
         for s, stage in enumerate(self.stages, start=1):
             for i, (down, block) in enumerate(zip(stage.downsamples, stage.blocks)):
                 x = block(down(x))
-                if blocks:
-                    feats[f"stage{s}.block{i}"] = x
+                name = f"stage{s}.block{i}"
+                if blocks or name == up_to:
+                    feats[name] = x
+                if name == up_to:
+                    return feats
             feats[f"stage{s}"] = x
+            if f"stage{s}" == up_to:
+                return feats
         return feats
+
+    def feature_names(self, blocks: bool = False) -> list[str]:
+        """The keys :meth:`forward_features` returns, in order."""
+        names = []
+        for s, stage in enumerate(self.stages, start=1):
+            if blocks:
+                names += [f"stage{s}.block{i}" for i in range(len(stage.blocks))]
+            names.append(f"stage{s}")
+        return names
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """``[T, B, C, H, W]`` stage-4 features -> ``[T, B, classes]``."""
