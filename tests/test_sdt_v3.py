@@ -285,3 +285,30 @@ def test_registry_lists_sizes_and_says_mixers_are_options(capsys):
     assert main(["models", "sdt_v3_*"]) == 0
     out = capsys.readouterr().out
     assert "sdt_v3_s" in out and "5.106M" in out and "mixer=conv|mlpixer|srb" in out
+
+
+def _area90(grad_map: torch.Tensor) -> float:
+    v = grad_map.flatten().sort(descending=True).values
+    return (int((v.cumsum(0) / v.sum() < 0.9).sum()) + 1) / v.numel()
+
+
+@pytest.mark.slow
+def test_srb_raster_erf_is_near_global_after_one_block():
+    """sterf.md §3.7 empirical check, reduced: BN calibrated on noise, eval mode, ERF of the ConvBlock1_1 centre."""
+    areas = {}
+    for mixer in ("conv", "mlpixer", "srb"):
+        model = create_model("sdt_v3_s", mixer=mixer)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = None  # cumulative average
+        with torch.no_grad():
+            for _ in range(6):
+                model.forward_features(torch.randn(16, 3, 224, 224), up_to="stage1.block0")
+        model.eval()
+        x = torch.randn(16, 3, 224, 224, requires_grad=True)
+        f = model.forward_features(x, up_to="stage1.block0")["stage1.block0"]
+        f[..., 56, 56].sum().backward()
+        areas[mixer] = _area90(x.grad.abs().mean((0, 1)))
+    assert 0.004 <= areas["conv"] <= 0.012  # reference 0.008
+    assert areas["mlpixer"] <= areas["conv"]  # reference 0.006
+    assert areas["srb"] > 10 * areas["conv"]  # reference 0.147
