@@ -149,3 +149,12 @@ def test_integer_spike_mixers_run_forward_backward(kind, layout):
 def test_build_mixer_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_mixer(dim=8, **kwargs)
+
+
+def test_raster_layout_follows_logical_order_not_memory_format():
+    """A channels-last (non-contiguous) input gives the same raster windows as the contiguous tensor."""
+    mixer = build_mixer("srb", 8, 4, neuron=nn.Identity).eval()
+    x = torch.randn(2, 3, 8, 6, 10)
+    strided = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(mixer(strided), mixer(x))
