@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from spikescope.layers.meta_attention import RepConv
-from spikescope.models import count_parameters, create_model, list_models, model_info
+from spikescope.models import count_parameters, create_model, list_models, load_checkpoint, model_info
 from spikescope.neurons import LIF, IntegerSpike, Sigmoid
 
 
@@ -102,3 +102,94 @@ def test_listing():
         "meta_spikeformer_55m",
     ]
     assert "mixer=conv|mlpixer|srb" in model_info("meta_spikeformer_31m").family
+
+
+def _bn(prefix: str, c: int) -> dict:
+    return {f"{prefix}.weight": [c], f"{prefix}.bias": [c], f"{prefix}.running_mean": [c],
+            f"{prefix}.running_var": [c], f"{prefix}.num_batches_tracked": []}
+
+
+def _released_v2_keys(dims: tuple[int, int, int, int], classes: int = 1000) -> dict:
+    """Key names and shapes of the authors' Meta-SpikeFormer classifier, written from its module structure."""
+    c0, c1, c2, c3 = dims
+    keys = {}
+
+    def down(name, c_in, c_out, k):
+        keys.update({f"{name}.encode_conv.weight": [c_out, c_in, k, k], f"{name}.encode_conv.bias": [c_out]})
+        keys.update(_bn(f"{name}.encode_bn", c_out))
+
+    def conv_block(name, c):
+        keys[f"{name}.Conv.pwconv1.weight"] = [2 * c, c, 1, 1]
+        keys.update(_bn(f"{name}.Conv.bn1", 2 * c))
+        keys[f"{name}.Conv.dwconv.weight"] = [2 * c, 1, 7, 7]
+        keys[f"{name}.Conv.pwconv2.weight"] = [c, 2 * c, 1, 1]
+        keys.update(_bn(f"{name}.Conv.bn2", c))
+        keys[f"{name}.conv1.weight"] = [4 * c, c, 3, 3]
+        keys.update(_bn(f"{name}.bn1", 4 * c))
+        keys[f"{name}.conv2.weight"] = [c, 4 * c, 3, 3]
+        keys.update(_bn(f"{name}.bn2", c))
+
+    def block(name, c):
+        for p in ("q", "k", "v", "proj"):
+            r = f"{name}.attn.{p}_conv"
+            keys[f"{r}.0.body.0.weight"] = [c, c, 1, 1]
+            keys.update(_bn(f"{r}.0.body.1.bn", c))
+            keys[f"{r}.0.body.2.0.weight"] = [c, 1, 3, 3]
+            keys[f"{r}.0.body.2.1.weight"] = [c, c, 1, 1]
+            keys.update(_bn(f"{r}.0.body.2.2", c))
+            keys.update(_bn(f"{r}.1", c))
+        keys.update({f"{name}.mlp.fc1_conv.weight": [4 * c, c, 1], f"{name}.mlp.fc1_conv.bias": [4 * c]})
+        keys.update(_bn(f"{name}.mlp.fc1_bn", 4 * c))
+        keys.update({f"{name}.mlp.fc2_conv.weight": [c, 4 * c, 1], f"{name}.mlp.fc2_conv.bias": [c]})
+        keys.update(_bn(f"{name}.mlp.fc2_bn", c))
+
+    down("downsample1_1", 3, c0 // 2, 7)
+    conv_block("ConvBlock1_1.0", c0 // 2)
+    down("downsample1_2", c0 // 2, c0, 3)
+    conv_block("ConvBlock1_2.0", c0)
+    down("downsample2", c0, c1, 3)
+    conv_block("ConvBlock2_1.0", c1)
+    conv_block("ConvBlock2_2.0", c1)
+    down("downsample3", c1, c2, 3)
+    for j in range(6):
+        block(f"block3.{j}", c2)
+    down("downsample4", c2, c3, 3)
+    for j in range(2):
+        block(f"block4.{j}", c3)
+    keys.update({"head.weight": [classes, c3], "head.bias": [classes]})
+    return keys
+
+
+def test_released_v2_state_dict_loads_every_tensor_in_place(tmp_path):
+    keys = _released_v2_keys((64, 128, 256, 360))
+    n_params = sum(torch.Size(s).numel() for k, s in keys.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    assert n_params == count_parameters("meta_spikeformer_15m")
+    state = {k: torch.full(s, i + 1, dtype=torch.int64 if k.endswith("tracked") else torch.float32)
+             for i, (k, s) in enumerate(keys.items())}
+    path = tmp_path / "v2.pth"
+    torch.save({"model": state}, path)
+    model = create_model("meta_spikeformer_15m")
+    assert load_checkpoint(model, path).complete
+    ours = model.state_dict()
+    assert sorted(int(v.flatten()[0]) if v.numel() else int(v) for v in ours.values()) == list(range(1, len(keys) + 1))
+    spots = {
+        "downsample1_1.encode_bn.bias": model.stage1.downsamples[0].bn.bias,
+        "ConvBlock1_2.0.Conv.bn1.running_mean": model.stage1.blocks[1].token_mixer.pw1.bn.running_mean,
+        "ConvBlock2_2.0.Conv.dwconv.weight": model.stage2.blocks[1].token_mixer.dw.conv.weight,
+        "ConvBlock2_1.0.conv2.weight": model.stage2.blocks[0].channel_mixer.fc2.conv.weight,
+        "block3.4.attn.k_conv.0.body.0.weight": model.stage3.blocks[4].attn.k.conv.pw_in.weight,
+        "block3.0.attn.q_conv.0.body.1.bn.running_var": model.stage3.blocks[0].attn.q.conv.pad_bn.running_var,
+        "block4.1.attn.proj_conv.0.body.2.0.weight": model.stage4.blocks[1].attn.proj.conv.dw.weight,
+        "block4.1.attn.v_conv.0.body.2.1.weight": model.stage4.blocks[1].attn.v.conv.pw_out.weight,
+        "block3.5.attn.v_conv.0.body.2.2.bias": model.stage3.blocks[5].attn.v.conv.bn.bias,
+        "block3.2.attn.proj_conv.1.weight": model.stage3.blocks[2].attn.proj.bn.weight,
+        "block4.0.mlp.fc1_bn.weight": model.stage4.blocks[0].mlp.fc1.bn.weight,
+        "head.bias": model.head.bias,
+    }
+    for key, tensor in spots.items():
+        assert torch.equal(tensor, state[key]), key
+
+
+def test_head_reads_the_real_mean_unless_head_spike():
+    assert isinstance(create_model("meta_spikeformer_15m").head_sn, torch.nn.Identity)
+    assert isinstance(create_model("meta_spikeformer_15m", head_spike=True).head_sn, LIF)

@@ -10,7 +10,7 @@ stage1    downsamples.0: Conv7x7 s2 + BN (no spike before); blocks.0: ConvBlock 
 stage2    downsamples.0: SN -> Conv3x3 s2 + BN; blocks.0-1: ConvBlock            C1    8   28^2
 stage3    downsamples.0: SN -> Conv3x3 s2 + BN; blocks.0-5: TransformerBlock     C2   16   14^2
 stage4    downsamples.0: SN -> Conv3x3 s1 + BN; blocks.0-1: TransformerBlock     C3   16   14^2
-head      mean over H, W -> SN -> Linear(C3, classes)
+head      mean over H, W -> SN -> Linear(C3, classes)  (released v2 classifier: no SN)
 ========= ================================================================ ===== ====== =======
 
 The channel mixer of the four ConvBlocks is chosen by ``mixer`` (:mod:`spikescope.layers.mixers`); stages 3-4 and
@@ -19,6 +19,8 @@ the SepConv token mixers do not change with it. Dense heads read (sterf.md §3.9
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,12 +38,47 @@ from ..layers.meta_attention import (
 )
 from ..layers.mixers import LAYOUTS, MIXERS, build_mixer
 
-__all__ = ["BlockSpec", "MetaSDT", "Stage", "STRIDE"]
+__all__ = ["BlockSpec", "MetaSDT", "Stage", "STRIDE", "KeyRules", "compile_key_rules", "rename_key", "RELEASED_LAYOUT_RULES"]
 
 #: Total downsampling of the network; input H and W must be multiples of it.
 STRIDE = 16
 #: (conv blocks of stage 1, stage 2; transformer blocks of stage 3, stage 4) in every released size.
 DEPTHS = (2, 2, 6, 2)
+
+
+KeyRules = list[tuple[re.Pattern, "str | Callable[[re.Match], str]"]]
+
+
+def compile_key_rules(rules: list[tuple[str, str | Callable[[re.Match], str]]]) -> KeyRules:
+    """``[(regex, replacement), ...]`` -> compiled rules for :func:`rename_key`."""
+    return [(re.compile(pattern), repl) for pattern, repl in rules]
+
+
+def rename_key(key: str, rules: KeyRules) -> str:
+    """Apply every rule in order (``re.sub``); a key that matches none comes back unchanged."""
+    for pattern, repl in rules:
+        key = pattern.sub(repl, key)
+    return key
+
+
+#: The released code's module names for the layout (both families): downsamples, blocks, encode conv/BN.
+RELEASED_LAYOUT_RULES = [
+    (r"^downsample1_1\.", "stage1.downsamples.0."),
+    (r"^downsample1_2\.", "stage1.downsamples.1."),
+    (r"^downsample([234])\.", r"stage\1.downsamples.0."),
+    (r"^ConvBlock1_1\.0\.", "stage1.blocks.0."),
+    (r"^ConvBlock1_2\.0\.", "stage1.blocks.1."),
+    (r"^ConvBlock2_([12])\.0\.", lambda m: f"stage2.blocks.{int(m.group(1)) - 1}."),
+    (r"^block([34])\.(\d+)\.", r"stage\1.blocks.\2."),
+    (r"\.encode_conv\.", ".conv."),
+    (r"\.encode_bn\.", ".bn."),
+    # the conv blocks' channel mixers: conv1/bn1/conv2/bn2 (conv, SRB) and fc1/fc2 (MLPixer, SRB)
+    (r"^(stage[12]\.blocks\.\d)\.conv([12])\.", r"\1.channel_mixer.fc\2.conv."),
+    (r"^(stage[12]\.blocks\.\d)\.bn([12])\.", r"\1.channel_mixer.fc\2.bn."),
+    (r"^(stage[12]\.blocks\.\d)\.fc([12])\.", r"\1.channel_mixer.fc\2."),
+    (r"\.mlp\.fc([12])_conv\.", r".mlp.fc\1.conv."),
+    (r"\.mlp\.fc([12])_bn\.", r".mlp.fc\1.bn."),
+]
 
 
 @dataclass(frozen=True)
@@ -50,7 +87,7 @@ class BlockSpec:
 
     neuron: NeuronFactory  # every spike layer
     attn_neuron: NeuronFactory  # the spike on the attention product
-    head_neuron: NeuronFactory  # the spike before the classifier
+    head_neuron: NeuronFactory | None  # the spike before the classifier (None: the head reads the real mean)
     sepconv_dw_norm: bool  # BN + spike after the SepConv depthwise conv (v3)
     transformer_sepconv: bool  # a SepConv_3 token mixer in each transformer block (v3)
     attn_v_ratio: int  # V width / C
@@ -105,7 +142,7 @@ class MetaSDT(nn.Module):
         self.stage2 = Stage([conv_block(c1) for _ in range(d2)], {0: Downsample(c0, c1, 3, 2, n)})
         self.stage3 = Stage([transformer_block(c2) for _ in range(d3)], {0: Downsample(c1, c2, 3, 2, n)})
         self.stage4 = Stage([transformer_block(c3) for _ in range(d4)], {0: Downsample(c2, c3, 3, 1, n)})
-        self.head_sn = spec.head_neuron()
+        self.head_sn = spec.head_neuron() if spec.head_neuron is not None else nn.Identity()
         self.head = nn.Linear(c3, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.apply(_init_linear)
 

@@ -18,23 +18,30 @@ Sources: the 31M and 55M widths are the released classification factories ``meta
 with this layout; the "published" column is the paper's parameter column (15.1 / 31.3 / 55.4 M).
 
 Options: ``mixer``, ``mixer_ratio``, ``mixer_layout``, ``mixer_drop`` (as for SDT-v3; the released v2 has the conv
-mixer), ``T``, ``num_classes``, ``tau``, ``v_threshold``, ``attn_v_threshold``, ``surrogate_alpha``, ``backend``.
+mixer), ``T``, ``num_classes``, ``tau``, ``v_threshold``, ``attn_v_threshold``, ``surrogate_alpha``, ``backend``,
+``head_spike``.
 
-Difference from the released classifier: its ``forward`` applies the linear head to the time-averaged real-valued
-features and uses the spiking copy only for the distillation head; here the head reads the spikes
-(GAP -> LIF -> Linear), as in the layout of sterf.md §3.1.
+Head: the released classifier applies the linear head to the spatial mean of the real-valued stage-4 features
+(its LIF copy feeds only the optional distillation head, which is not built here); ``head_spike=True`` inserts
+the LIF (mean -> LIF -> Linear, the fully spike-driven layout of sterf.md §3.1).
+
+The authors' released state dicts (``downsample1_1.encode_conv``, ``block3.0.attn.q_conv.0.body.1.bn``, ...) load
+with :func:`spikescope.models.load_checkpoint` through :meth:`MetaSpikeFormer.remap_checkpoint`; a distillation
+head (``head_kd.*``) in the file is reported as unexpected (load with ``strict=False`` to skip it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
 
+import torch
+
 from ..layers.meta_attention import repconv_bn
 from ..neurons import LIF, Sigmoid
-from .meta_sdt import BlockSpec, MetaSDT
+from .meta_sdt import RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
 from .registry import apply_overrides, register_model
 
-__all__ = ["MetaSpikeFormerConfig", "MetaSpikeFormer", "SIZES"]
+__all__ = ["MetaSpikeFormerConfig", "MetaSpikeFormer", "SIZES", "remap_meta_spikeformer_keys"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class MetaSpikeFormerConfig:
     attn_v_threshold: float = 0.5
     surrogate_alpha: float = 4.0
     backend: str = "auto"
+    head_spike: bool = False
     heads: int = 8
     mlp_ratio: int = 4
     mixer: str = "conv"
@@ -76,7 +84,7 @@ def _spec(cfg: MetaSpikeFormerConfig) -> BlockSpec:
     return BlockSpec(
         neuron=lif,
         attn_neuron=partial(lif, v_threshold=cfg.attn_v_threshold),
-        head_neuron=lif,
+        head_neuron=lif if cfg.head_spike else None,
         sepconv_dw_norm=False,
         transformer_sepconv=False,
         attn_v_ratio=1,
@@ -85,11 +93,42 @@ def _spec(cfg: MetaSpikeFormerConfig) -> BlockSpec:
     )
 
 
+# The authors' key names -> ours: the shared layout rules, then v2's SepConv (separate BN names) and RepConv.
+_KEY_RULES = compile_key_rules(
+    RELEASED_LAYOUT_RULES
+    + [
+        (r"\.Conv\.pwconv1\.", ".token_mixer.pw1.conv."),
+        (r"\.Conv\.bn1\.", ".token_mixer.pw1.bn."),
+        (r"\.Conv\.dwconv\.", ".token_mixer.dw.conv."),
+        (r"\.Conv\.pwconv2\.", ".token_mixer.pw2.conv."),
+        (r"\.Conv\.bn2\.", ".token_mixer.pw2.bn."),
+        (r"\.attn\.(q|k|v|proj)_conv\.0\.body\.0\.", r".attn.\1.conv.pw_in."),
+        (r"\.attn\.(q|k|v|proj)_conv\.0\.body\.1\.bn\.", r".attn.\1.conv.pad_bn."),
+        (r"\.attn\.(q|k|v|proj)_conv\.0\.body\.2\.0\.", r".attn.\1.conv.dw."),
+        (r"\.attn\.(q|k|v|proj)_conv\.0\.body\.2\.1\.", r".attn.\1.conv.pw_out."),
+        (r"\.attn\.(q|k|v|proj)_conv\.0\.body\.2\.2\.", r".attn.\1.conv.bn."),
+        (r"\.attn\.(q|k|v|proj)_conv\.1\.", r".attn.\1.bn."),
+    ]
+)
+
+
+def remap_meta_spikeformer_keys(key: str) -> str:
+    """One released Meta-SpikeFormer key -> ours (``block3.0.attn.q_conv.1.weight`` -> ``stage3.blocks.0.attn.q.bn.weight``).
+
+    Keys that match no rule (``head.*``, ``head_kd.*``) come back unchanged.
+    """
+    return rename_key(key, _KEY_RULES)
+
+
 class MetaSpikeFormer(MetaSDT):
     """Meta-SpikeFormer classifier; see the module docstring for sizes and options."""
 
     def __init__(self, cfg: MetaSpikeFormerConfig) -> None:
         super().__init__(cfg, _spec(cfg))
+
+    def remap_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename the authors' keys (``downsample1_1.encode_conv.weight`` ...) to this model's module names."""
+        return {remap_meta_spikeformer_keys(k): v for k, v in state_dict.items()}
 
 
 _FAMILY = "meta_spikeformer [mixer=conv|mlpixer|srb]"

@@ -18,7 +18,6 @@ The authors' released state dicts load with :func:`spikescope.models.load_checkp
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import partial
 
@@ -26,7 +25,7 @@ import torch
 
 from ..layers.meta_attention import conv1x1_bn
 from ..neurons import IntegerSpike
-from .meta_sdt import BlockSpec, MetaSDT
+from .meta_sdt import RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
 from .registry import apply_overrides, register_model
 
 __all__ = ["SDTv3Config", "SDTv3", "SIZES", "remap_sdt_v3_keys"]
@@ -54,34 +53,20 @@ SIZES = {
     "l": SDTv3Config(embed_dims=(64, 128, 256, 360)),
 }
 
-# The authors' key names -> ours, applied in order (sterf_*.json in the design folder lists their keys).
-_KEY_RULES: list[tuple[re.Pattern, str]] = [
-    (re.compile(p), r)
-    for p, r in [
-        (r"^downsample1_1\.", "stage1.downsamples.0."),
-        (r"^downsample1_2\.", "stage1.downsamples.1."),
-        (r"^downsample([234])\.", r"stage\1.downsamples.0."),
-        (r"^ConvBlock1_1\.0\.", "stage1.blocks.0."),
-        (r"^ConvBlock1_2\.0\.", "stage1.blocks.1."),
-        (r"^ConvBlock2_([12])\.0\.", lambda m: f"stage2.blocks.{int(m.group(1)) - 1}."),
-        (r"^block([34])\.(\d+)\.", r"stage\1.blocks.\2."),
-        (r"\.encode_conv\.", ".conv."),
-        (r"\.encode_bn\.", ".bn."),
+# The authors' key names -> ours: the shared layout rules, then SDT-v3's SepConv (conv + BN pairs) and attention.
+_KEY_RULES = compile_key_rules(
+    RELEASED_LAYOUT_RULES
+    + [
         (r"\.[Cc]onv\.pwconv1\.0\.", ".token_mixer.pw1.conv."),
         (r"\.[Cc]onv\.pwconv1\.1\.", ".token_mixer.pw1.bn."),
         (r"\.[Cc]onv\.dwconv\.0\.", ".token_mixer.dw.conv."),
         (r"\.[Cc]onv\.dwconv\.1\.", ".token_mixer.dw.bn."),
         (r"\.[Cc]onv\.pwconv2\.0\.", ".token_mixer.pw2.conv."),
         (r"\.[Cc]onv\.pwconv2\.1\.", ".token_mixer.pw2.bn."),
-        (r"^(stage[12]\.blocks\.\d)\.conv([12])\.", r"\1.channel_mixer.fc\2.conv."),
-        (r"^(stage[12]\.blocks\.\d)\.bn([12])\.", r"\1.channel_mixer.fc\2.bn."),
-        (r"^(stage[12]\.blocks\.\d)\.fc([12])\.", r"\1.channel_mixer.fc\2."),
         (r"\.attn\.(q|k|v|proj)_conv\.0\.", r".attn.\1.conv."),
         (r"\.attn\.(q|k|v|proj)_conv\.1\.", r".attn.\1.bn."),
-        (r"\.mlp\.fc([12])_conv\.", r".mlp.fc\1.conv."),
-        (r"\.mlp\.fc([12])_bn\.", r".mlp.fc\1.bn."),
     ]
-]
+)
 
 
 def remap_sdt_v3_keys(key: str) -> str:
@@ -89,9 +74,7 @@ def remap_sdt_v3_keys(key: str) -> str:
 
     Keys that match no rule (``head.*``) come back unchanged.
     """
-    for pattern, repl in _KEY_RULES:
-        key = pattern.sub(repl, key)
-    return key
+    return rename_key(key, _KEY_RULES)
 
 
 def _spec(cfg: SDTv3Config) -> BlockSpec:
