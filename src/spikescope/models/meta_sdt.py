@@ -1,17 +1,18 @@
 """The Meta-SDT macro layout shared by SDT-v2 (Meta-SpikeFormer) and SDT-v3 (E-SpikeFormer), sterf.md §3.1.
 
-For embed dims ``[C0, C1, C2, C3]`` and a 224x224 input:
+For embed dims ``[C0, C1, C2, C3]`` and a 224x224 input (C, stride, map)::
 
-========= ================================================================ ===== ====== =======
-stage     layers                                                            C     stride map
-========= ================================================================ ===== ====== =======
-stage1    downsamples.0: Conv7x7 s2 + BN (no spike before); blocks.0: ConvBlock C0/2   2  112^2
-          downsamples.1: SN -> Conv3x3 s2 + BN;             blocks.1: ConvBlock C0     4   56^2
-stage2    downsamples.0: SN -> Conv3x3 s2 + BN; blocks.0-1: ConvBlock            C1    8   28^2
-stage3    downsamples.0: SN -> Conv3x3 s2 + BN; blocks.0-5: TransformerBlock     C2   16   14^2
-stage4    downsamples.0: SN -> Conv3x3 s1 + BN; blocks.0-1: TransformerBlock     C3   16   14^2
-head      mean over H, W -> SN -> Linear(C3, classes)  (released v2 classifier: no SN)
-========= ================================================================ ===== ====== =======
+    stage1  downsamples.0  Conv7x7 s2 + BN (no spike before)
+            blocks.0       ConvBlock                                C0/2   2  112^2
+            downsamples.1  SN -> Conv3x3 s2 + BN
+            blocks.1       ConvBlock                                C0     4   56^2
+    stage2  downsamples.0  SN -> Conv3x3 s2 + BN
+            blocks.0-1     ConvBlock                                C1     8   28^2
+    stage3  downsamples.0  SN -> Conv3x3 s2 + BN
+            blocks.0-5     TransformerBlock                         C2    16   14^2
+    stage4  downsamples.0  SN -> Conv3x3 s1 + BN
+            blocks.0-1     TransformerBlock                         C3    16   14^2
+    head    mean over H, W -> SN -> Linear(C3, classes)   (the released v2 classifier has no SN here)
 
 The channel mixer of the four ConvBlocks is chosen by ``mixer`` (:mod:`spikescope.layers.mixers`); stages 3-4 and
 the SepConv token mixers do not change with it. Dense heads read (sterf.md §3.9): det P1..P4 = ``stage1`` ..
@@ -38,7 +39,17 @@ from ..layers.meta_attention import (
 )
 from ..layers.mixers import LAYOUTS, MIXERS, build_mixer
 
-__all__ = ["BlockSpec", "MetaSDT", "Stage", "STRIDE", "KeyRules", "compile_key_rules", "rename_key", "RELEASED_LAYOUT_RULES"]
+__all__ = [
+    "BlockSpec",
+    "MetaSDT",
+    "Stage",
+    "STRIDE",
+    "DEPTHS",
+    "KeyRules",
+    "compile_key_rules",
+    "rename_key",
+    "RELEASED_LAYOUT_RULES",
+]
 
 #: Total downsampling of the network; input H and W must be multiples of it.
 STRIDE = 16
