@@ -2,6 +2,7 @@
 
     python benchmarks/models.py --model sdt_v3_s --set mixer=srb --batch 64 --amp bf16 --device cuda
     python benchmarks/models.py --model sma_vgg8_dvs128 --batch 16 --amp fp16 --json benchmarks/results/x.json
+    python benchmarks/models.py --model sdt_v3_s --vary mixer=conv,mlpixer,srb --batch 64 --amp bf16
 
 One step = forward, cross-entropy on the time-averaged (flattened) outputs, backward, AdamW update. Prints samples/s and peak
 memory (CUDA: ``max_memory_allocated``; CPU: the growth of the process's peak RSS during the timed steps).
@@ -82,6 +83,7 @@ def benchmark(name: str, overrides: dict, batch: int, amp: str, device: str, war
         "samples_per_s": round(batch / dt, 2),
         "peak_mib": round(peak, 1),
         "peak_kind": "cuda max_memory_allocated" if device == "cuda" else "process peak-RSS growth",
+        "process_peak_rss_mib": round(_peak_rss_mib(), 1),
     }
 
 
@@ -89,6 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, action="append", help="registered name; repeat for several")
     ap.add_argument("--set", default=[], action="append", help="builder override key=value (repeatable)")
+    ap.add_argument("--vary", help="one run per value of an override, e.g. mixer=conv,mlpixer,srb")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--amp", choices=list(AMP), default="none")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -97,13 +100,20 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results (with the device named) to this file")
     args = ap.parse_args()
     overrides = parse_overrides(args.set)
+    variants = [overrides]
+    if args.vary:
+        key, _, values = args.vary.partition("=")
+        variants = [{**overrides, **parse_overrides([f"{key}={v}"])} for v in values.split(",")]
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     results = []
     for name in args.model:
-        r = benchmark(name, overrides, args.batch, args.amp, args.device, args.warmup, args.steps)
-        print(f"{name} {overrides or ''} batch {args.batch} {args.amp}: {r['ms_per_step']} ms/step, "
-              f"{r['samples_per_s']} samples/s, peak {r['peak_mib']} MiB ({r['peak_kind']})")
-        results.append(r)
+        for ov in variants:
+            r = benchmark(name, ov, args.batch, args.amp, args.device, args.warmup, args.steps)
+            if args.device != "cuda" and results:  # ru_maxrss never decreases: only the first run's growth is its own
+                r["peak_mib"], r["peak_kind"] = None, "not measured (CPU peak RSS is per process; run one per process)"
+            print(f"{name} {ov or ''} batch {args.batch} {args.amp}: {r['ms_per_step']} ms/step, "
+                  f"{r['samples_per_s']} samples/s, peak {r['peak_mib']} MiB ({r['peak_kind']})")
+            results.append(r)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads()}

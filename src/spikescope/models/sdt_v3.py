@@ -1,0 +1,135 @@
+"""SDT-v3 / E-SpikeFormer (Yao et al. 2025) with the conv, MLPixer and SRB channel mixers (sterf.md §3.1, §3.3-3.8).
+
+Integer spikes (I-LIF / "MultiSpike") with D = 4, T = 1 by default. Sizes (embed dims [C0, C1, C2, C3], 8 heads,
+mixer ratio 4; parameters with the 1000-class head, counted from the released state dicts, sterf.md §3.8)::
+
+    size  embed dims           conv      mlpixer r4  mlpixer r6  srb r4    paper name
+    t     24,  48,  96, 128    2.702 M   -           -           -         -
+    s     32,  64, 128, 192    5.106 M   4.498 M     4.536 M     4.801 M   "SDTv3-T"
+    m     48,  96, 192, 240   10.023 M   8.657 M     8.742 M     9.339 M   -
+    l     64, 128, 256, 360   18.988 M  16.559 M    16.711 M    17.772 M   "SDTv3-B"
+
+Options of every size: ``mixer="conv"|"mlpixer"|"srb"``, ``mixer_ratio`` (4; MLPixer also 6),
+``mixer_layout="raster"|"pointwise"`` (MLPixer/SRB; raster = the released code), ``mixer_drop`` (``None`` = as
+released: 0.2 for MLPixer/SRB, 0 for conv), ``num_classes``, ``T``, ``spike_max`` (D), ``heads``, ``mlp_ratio``.
+
+The authors' released state dicts load with :func:`spikescope.models.load_checkpoint` through
+:meth:`SDTv3.remap_checkpoint`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from ..layers.meta_attention import conv1x1_bn
+from ..neurons import IntegerSpike
+from .meta_sdt import RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
+from .registry import apply_overrides, register_model
+
+__all__ = ["SDTv3Config", "SDTv3", "SIZES", "remap_sdt_v3_keys"]
+
+
+@dataclass(frozen=True)
+class SDTv3Config:
+    embed_dims: tuple[int, int, int, int]
+    num_classes: int = 1000
+    in_chans: int = 3
+    T: int = 1
+    spike_max: int = 4  # D: integer spikes in {0, 1/D, ..., 1}
+    heads: int = 8
+    mlp_ratio: int = 4
+    mixer: str = "conv"
+    mixer_ratio: int = 4
+    mixer_layout: str = "raster"
+    mixer_drop: float | None = None
+
+
+SIZES = {
+    "t": SDTv3Config(embed_dims=(24, 48, 96, 128)),
+    "s": SDTv3Config(embed_dims=(32, 64, 128, 192)),
+    "m": SDTv3Config(embed_dims=(48, 96, 192, 240)),
+    "l": SDTv3Config(embed_dims=(64, 128, 256, 360)),
+}
+
+# The authors' key names -> ours: the shared layout rules, then SDT-v3's SepConv (conv + BN pairs) and attention.
+_KEY_RULES = compile_key_rules(
+    RELEASED_LAYOUT_RULES
+    + [
+        (r"\.[Cc]onv\.pwconv1\.0\.", ".token_mixer.pw1.conv."),
+        (r"\.[Cc]onv\.pwconv1\.1\.", ".token_mixer.pw1.bn."),
+        (r"\.[Cc]onv\.dwconv\.0\.", ".token_mixer.dw.conv."),
+        (r"\.[Cc]onv\.dwconv\.1\.", ".token_mixer.dw.bn."),
+        (r"\.[Cc]onv\.pwconv2\.0\.", ".token_mixer.pw2.conv."),
+        (r"\.[Cc]onv\.pwconv2\.1\.", ".token_mixer.pw2.bn."),
+        (r"\.attn\.(q|k|v|proj)_conv\.0\.", r".attn.\1.conv."),
+        (r"\.attn\.(q|k|v|proj)_conv\.1\.", r".attn.\1.bn."),
+    ]
+)
+
+
+def remap_sdt_v3_keys(key: str) -> str:
+    """One released SDT-v3 key (e.g. ``block3.0.attn.q_conv.1.weight``) -> ours (``stage3.blocks.0.attn.q.bn.weight``).
+
+    Keys that match no rule (``head.*``) come back unchanged.
+    """
+    return rename_key(key, _KEY_RULES)
+
+
+def _spec(cfg: SDTv3Config) -> BlockSpec:
+    spike = partial(IntegerSpike, cfg.spike_max)
+    return BlockSpec(
+        neuron=spike,
+        attn_neuron=spike,
+        head_neuron=partial(IntegerSpike, cfg.spike_max, norm=1.0),  # integers 0..D before the classifier
+        sepconv_dw_norm=True,
+        transformer_sepconv=True,
+        attn_v_ratio=4,
+        attn_scale=None,  # 2 / sqrt(C / heads)
+        attn_proj=conv1x1_bn,
+    )
+
+
+class SDTv3(MetaSDT):
+    """SDT-v3 classifier; see the module docstring for sizes and options, :class:`MetaSDT` for the layout."""
+
+    def __init__(self, cfg: SDTv3Config) -> None:
+        if cfg.spike_max < 1:
+            raise ValueError(f"spike_max (D) must be >= 1, got {cfg.spike_max}")
+        super().__init__(cfg, _spec(cfg))
+
+    def remap_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename the authors' keys (``downsample1_1.encode_conv.weight`` ...) to this model's module names."""
+        return {remap_sdt_v3_keys(k): v for k, v in state_dict.items()}
+
+
+_FAMILY = "sdt_v3 [mixer=conv|mlpixer|srb]"
+
+
+def _build(size: str, overrides: dict) -> SDTv3:
+    return SDTv3(apply_overrides(SIZES[size], overrides, f"sdt_v3_{size}"))
+
+
+@register_model("sdt_v3_t", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+def sdt_v3_t(**overrides) -> SDTv3:
+    """SDT-v3-T (dims 24/48/96/128, 2.7 M), integer spikes D=4; mixer=conv|mlpixer|srb."""
+    return _build("t", overrides)
+
+
+@register_model("sdt_v3_s", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+def sdt_v3_s(**overrides) -> SDTv3:
+    """SDT-v3-S (dims 32/64/128/192, 5.1 M; the paper's "SDTv3-T"), integer spikes D=4; mixer=conv|mlpixer|srb."""
+    return _build("s", overrides)
+
+
+@register_model("sdt_v3_m", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+def sdt_v3_m(**overrides) -> SDTv3:
+    """SDT-v3-M (dims 48/96/192/240, 10.0 M), integer spikes D=4; mixer=conv|mlpixer|srb."""
+    return _build("m", overrides)
+
+
+@register_model("sdt_v3_l", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+def sdt_v3_l(**overrides) -> SDTv3:
+    """SDT-v3-L (dims 64/128/256/360, 19.0 M; the paper's "SDTv3-B"), integer spikes D=4; mixer=conv|mlpixer|srb."""
+    return _build("l", overrides)
