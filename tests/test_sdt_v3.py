@@ -11,9 +11,8 @@ from spikescope.layers.meta_attention import SpikeDrivenSelfAttention
 from spikescope.models import CheckpointError, count_parameters, create_model, list_models, load_checkpoint, model_info
 from spikescope.models.sdt_v3 import remap_sdt_v3_keys
 
-DESIGN = Path(__file__).resolve().parents[1] / ".." / "shared" / "design" / "official_state_dicts"
-if not DESIGN.is_dir():
-    DESIGN = Path("/work/shared/design/official_state_dicts")
+# Key names, shapes and parameter counts of the authors' released files (copied from the design specs).
+DESIGN = Path(__file__).resolve().parent / "data" / "official_state_dicts"
 
 # released file -> our registered name and options
 RELEASED = {
