@@ -102,7 +102,7 @@ def read_gesture_labels(path: str | os.PathLike) -> np.ndarray:
     try:
         rows = np.loadtxt(path, dtype=np.int64, delimiter=",", skiprows=1, ndmin=2)
     except ValueError as err:
-        raise EventFileError(f"{path}: malformed label csv ({err}); expected rows 'class,startTime_usec,endTime_usec'")
+        raise EventFileError(f"{path}: malformed label csv ({err}); expected rows 'class,startTime_usec,endTime_usec'") from err
     if rows.size and rows.shape[1] != 3:
         raise EventFileError(f"{path}: expected 3 columns (class, startTime_usec, endTime_usec), got {rows.shape[1]}")
     return rows.reshape(-1, 3)

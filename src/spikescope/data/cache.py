@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class FrameCache:
                 if str(npz["key"]) != self._encode(key):
                     return None
                 return npz["frames"].astype(np.float32)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
             return None
 
     def get(self, key: dict, build: Callable[[], np.ndarray]) -> np.ndarray:
