@@ -74,3 +74,19 @@ def test_synthetic_classes_are_separable_by_motion():
     ev = simulate_events(render_sample(cfg, 0, rng), cfg, rng)
     early, late = ev[: len(ev) // 4], ev[-len(ev) // 4 :]
     assert late["x"].mean() - early["x"].mean() > 4
+
+
+def test_static_transforms_and_missing_folders(tmp_path):
+    from PIL import Image
+
+    from spikescope.data.static import ImageRecipe, build_static_dataset, build_transform
+
+    img = Image.fromarray((np.random.default_rng(0).random((300, 260, 3)) * 255).astype("uint8"))
+    sdt = ImageRecipe(auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, interpolation="bicubic", crop_pct=224 / 232)
+    assert build_transform(sdt, True, "imagenet")(img).shape == (3, 224, 224)
+    assert build_transform(ImageRecipe(auto_augment="original"), False, "imagenet")(img).shape == (3, 224, 224)
+    assert build_transform(ImageRecipe(img_size=32), True, "cifar10")(img.resize((32, 32))).shape == (3, 32, 32)
+    with pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py"):
+        build_static_dataset("cifar10", tmp_path, True)
+    with pytest.raises(DatasetNotFoundError, match="train/<wnid>"):
+        build_static_dataset("imagenet", tmp_path, True)

@@ -1,8 +1,9 @@
 """Static image datasets (CIFAR-10/100, ImageNet folders) via torchvision, with the recipes' timm transforms.
 
 Nothing is downloaded: a missing folder raises :class:`~spikescope.data.datasets.DatasetNotFoundError` saying what to
-put where. Transforms come from :func:`timm.data.create_transform` (RandomResizedCrop + flip + AutoAugment /
-RandAugment + random erasing for training; resize by ``crop_pct`` and centre crop for evaluation).
+put where. ImageNet transforms come from :func:`timm.data.create_transform` (RandomResizedCrop + flip + AutoAugment /
+RandAugment + random erasing for training; resize by ``crop_pct`` and centre crop for evaluation); CIFAR uses the
+usual pad-4 random crop + flip.
 """
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ def build_transform(recipe: ImageRecipe, train: bool, dataset: str):
 
     small = dataset in ("cifar10", "cifar100")
     mean, std = (CIFAR_MEAN, CIFAR_STD) if small else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    if small and not train:
+    if small:  # the usual CIFAR pipeline: pad-4 random crop and flip for training
         import torchvision.transforms as T
 
-        return T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+        aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(recipe.hflip)] if train else []
+        return T.Compose([*aug, T.ToTensor(), T.Normalize(mean, std)])
     return create_transform(
         recipe.img_size,
         is_training=train,
@@ -71,7 +73,7 @@ def build_static_dataset(name: str, root: str | Path, train: bool, recipe: Image
         except RuntimeError as err:
             folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
             raise DatasetNotFoundError(
-                f"{name} not found in {root} ({err}): download the python version from "
+                f"{name} not found in {root}: download the python version from "
                 f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it so that {root / folder} exists"
             ) from err
     if name == "imagenet":

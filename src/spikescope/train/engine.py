@@ -178,7 +178,7 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
 
     start_epoch, history, best = 0, [], -1.0
     if resume:
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)  # our own file: holds RNG states
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
