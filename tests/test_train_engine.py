@@ -82,9 +82,49 @@ def test_readouts_against_formulas():
     assert torch.allclose(readout_loss(out[0], y, "ce_mean"), F.cross_entropy(out[0], y))
 
 
-def test_bf16_amp_runs(tmp_path):
-    res = fit(tiny_config(tmp_path, amp="bf16", epochs=1), model_fn=TinySNN, datasets=tiny_datasets())
-    assert res.history[0]["train_loss"] == res.history[0]["train_loss"]  # not NaN
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_runs(tmp_path, amp):
+    res = fit(tiny_config(tmp_path, amp=amp, epochs=2), model_fn=TinySNN, datasets=tiny_datasets())
+    assert all(r["train_loss"] == r["train_loss"] for r in res.history)  # not NaN
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW"), ("nadam", "NAdam"),
+                                      ("lamb", "Lamb")])
+def test_optimizers(name, cls):
+    from spikescope.train.config import OptimSection
+    from spikescope.train.optim import build_optimizer
+
+    extra = {"momentum_decay": 1e-3} if name == "nadam" else {}
+    opt = build_optimizer(TinySNN(), OptimSection(name=name, lr=0.1, lr_base_batch=256, weight_decay=1e-4, **extra), 512)
+    assert type(opt).__name__ == cls and opt.param_groups[0]["lr"] == pytest.approx(0.2)
+    assert all(g["weight_decay"] == 1e-4 for g in opt.param_groups)  # on all parameters unless asked otherwise
+    if name == "sgd":
+        assert opt.param_groups[0]["momentum"] == 0.9 and not opt.param_groups[0]["nesterov"]
+    if name == "nadam":
+        assert opt.param_groups[0]["momentum_decay"] == 1e-3
+
+
+def test_schedules_follow_their_formulas():
+    import math
+
+    from spikescope.train.config import ScheduleSection
+    from spikescope.train.optim import build_scheduler
+
+    def lrs(cfg, epochs=10):
+        opt = torch.optim.SGD(TinySNN().parameters(), lr=0.1)
+        sched = build_scheduler(opt, cfg, epochs)
+        out = []
+        for e in range(epochs):
+            sched.step(e)
+            out.append(opt.param_groups[0]["lr"])
+        return out
+
+    cos = lrs(ScheduleSection(name="cosine"))
+    assert cos == pytest.approx([0.05 * (1 + math.cos(math.pi * e / 10)) for e in range(10)])
+    warm = lrs(ScheduleSection(name="cosine", warmup_epochs=2, warmup_lr=0.0))
+    assert warm[0] == 0.0 and warm[1] == pytest.approx(0.05)
+    step = lrs(ScheduleSection(name="step", decay_epochs=3, decay_rate=0.5))
+    assert step == pytest.approx([0.1 * 0.5 ** (e // 3) for e in range(10)])
 
 
 @pytest.mark.parametrize("bad,key", [

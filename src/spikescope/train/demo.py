@@ -10,8 +10,6 @@ import copy
 import time
 from pathlib import Path
 
-import torch
-
 from .config import load_config
 from .engine import fit
 
@@ -74,12 +72,8 @@ def train_demo(out_dir: str | Path, quick: bool = False) -> dict:
         recipe["data"]["synthetic"]["samples_per_class"] = 16
         recipe["train"]["epochs"] = 3
     cfg = load_config(values=recipe)
-    threads = torch.get_num_threads()
     t0 = time.perf_counter()
-    try:
-        result = fit(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    result = fit(cfg)
     seconds = time.perf_counter() - t0
     plot = out_dir / "loss_curve.png"
     _plot(result.history, plot)
