@@ -136,6 +136,7 @@ def test_schedules_follow_their_formulas():
     ({"data": {"synthetic": {"colour": 1}}}, "data.synthetic.colour"),
     ({"schedul": {}}, "schedul"),
     ({"model": {"name": ""}}, "model.name"),
+    ({"model": {"options": {"timesteps": 8}}, "data": {"num_frames": 16}}, "data.num_frames"),
 ])
 def test_bad_config_names_the_key(bad, key):
     values = {"model": {"name": "tiny"}}

@@ -48,9 +48,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data import DatasetNotFoundError
+    from .train import ConfigError
     from .train.evaluate import evaluate_checkpoint, format_report, write_json
 
-    res = evaluate_checkpoint(args.checkpoint, args.config, args.set, device=args.device, ema=args.ema)
+    try:
+        res = evaluate_checkpoint(args.checkpoint, args.config, args.set, device=args.device, ema=args.ema)
+    except (ConfigError, DatasetNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(format_report(res))
     if args.json:
         write_json(res, args.json)

@@ -211,6 +211,12 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be >= 1, got {value}")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr: must be > 0, got {cfg.optim.lr}")
+    timesteps = cfg.model.options.get("timesteps")
+    if cfg.data.name in EVENT_DATASETS and isinstance(timesteps, int) and timesteps != cfg.data.num_frames:
+        raise ConfigError(
+            f"data.num_frames: {cfg.data.num_frames} frames per sample but model.options.timesteps is {timesteps}; "
+            "make them equal"
+        )
     if not cfg.model.name:
         raise ConfigError("model.name: missing; give a registered model name (`spikescope models` lists them)")
 
