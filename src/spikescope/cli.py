@@ -31,6 +31,57 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train / eval (spikescope.train) ---
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .data import DatasetNotFoundError
+    from .train import ConfigError, fit, load_config
+
+    try:
+        cfg = load_config(args.config, args.set)
+        result = fit(cfg, resume=args.resume)
+    except (ConfigError, DatasetNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if result.history:
+        print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data import DatasetNotFoundError
+    from .train import ConfigError
+    from .train.evaluate import evaluate_checkpoint, format_report, write_json
+
+    try:
+        res = evaluate_checkpoint(args.checkpoint, args.config, args.set, device=args.device, ema=args.ema)
+    except (ConfigError, DatasetNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_report(res))
+    if args.json:
+        write_json(res, args.json)
+    return 0
+
+
+def _add_train_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a recipe: spikescope train --config configs/demo.yaml [--set k=v ...]")
+    p.add_argument("--config", required=True, help="YAML recipe (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run from <run_dir>/last.pt")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and firing rates of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="last.pt / best.pt of a run (holds its config)")
+    p.add_argument("--config", default=None, help="recipe to use instead of the one stored in the checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of last.pt")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=_cmd_eval)
+# --- end train / eval ---
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spikescope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a reduced run (used by the test suite)")
     p.set_defaults(func=_cmd_demo)
+    _add_train_commands(sub)
     return parser
 
 

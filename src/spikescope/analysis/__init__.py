@@ -1,0 +1,2 @@
+"""Analyses of trained spiking models (firing rates, ...)."""
+from .firing import FiringRateRecorder  # noqa: F401

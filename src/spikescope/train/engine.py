@@ -1,0 +1,250 @@
+"""The training loop: AMP, readouts, grad clipping, EMA, per-epoch atomic checkpoints, exact resume, DDP.
+
+``fit(cfg)`` trains a recipe and returns a :class:`FitResult`. The run directory ``<out_dir>/<run_name>/`` holds
+``config.yaml`` (the resolved config), ``log.csv``, TensorBoard events (if installed), ``last.pt`` (everything needed
+to continue: model, optimizer, scheduler, scaler, EMA, every rank's RNG states, history; written atomically after
+every epoch) and ``best.pt`` (model weights of the best test epoch). ``fit(cfg, resume=True)`` continues from
+``last.pt``; with the same config the result equals an uninterrupted run bit for bit on the CPU.
+Launch on several GPUs or nodes with ``torchrun --nproc_per_node N -m spikescope.cli train ...``.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as torch_dist
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..models import create_model, save_checkpoint_atomic
+from .config import Config, check_paths, config_to_dict
+from .data import build_datasets, build_loaders, move, num_classes_of
+from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
+from .logs import TensorBoard, write_csv
+from .losses import as_time_first, readout_loss
+from .optim import build_optimizer, build_scheduler
+from .state import rng_state, seed_everything, set_rng_state
+
+__all__ = ["FitResult", "fit", "evaluate", "to_model_layout", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "spikescope-train-1"
+_AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+    best_acc1: float = 0.0
+    model: nn.Module | None = None  # the trained model (unwrapped from DDP)
+
+    @property
+    def last_acc1(self) -> float:
+        rows = [r for r in self.history if "test_acc1" in r]
+        return rows[-1]["test_acc1"] if rows else float("nan")
+
+
+def to_model_layout(x: torch.Tensor) -> torch.Tensor:
+    """Loader batches of event frames ``[B, T, 2, H, W]`` to the models' ``[T, B, 2, H, W]``; images unchanged."""
+    return x.transpose(0, 1).contiguous() if x.dim() == 5 else x
+
+
+def _autocast(device: torch.device, amp: str):
+    dtype = _AMP[amp]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def evaluate(model: nn.Module, loader, cfg: Config, dist: DistInfo, num_classes: int | None = None) -> dict:
+    """Loss, top-1/top-5 accuracy (%) and per-class accuracy over the whole test set (summed over ranks)."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
+    counts = torch.zeros(3, dtype=torch.float64, device=dist.device)  # n, top1, top5
+    per_class = None
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="eval", leave=False, disable=not (cfg.train.progress and dist.is_main)):
+            x, y = move(batch, dist.device)
+            with _autocast(dist.device, cfg.train.amp):
+                out = model(to_model_layout(x))
+            out = as_time_first(out).float()
+            loss_sum += readout_loss(out, y, cfg.train.readout, cfg.train.label_smoothing, cfg.train.tet_lambda).double() * len(y)
+            logits = out.mean(0)
+            k = logits.shape[-1]
+            top = logits.topk(min(5, k), dim=-1).indices
+            hit1 = top[:, 0] == y
+            counts += torch.stack([torch.tensor(float(len(y)), device=dist.device), hit1.sum().double(),
+                                   (top == y[:, None]).any(-1).sum().double()])
+            if per_class is None:
+                per_class = torch.zeros(2, num_classes or k, dtype=torch.float64, device=dist.device)
+            per_class[0].index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
+            per_class[1].index_add_(0, y, hit1.double())
+    if per_class is None:
+        per_class = torch.zeros(2, num_classes or 1, dtype=torch.float64, device=dist.device)
+    all_reduce_sum(counts, dist)
+    all_reduce_sum(loss_sum, dist)
+    all_reduce_sum(per_class, dist)
+    n = max(counts[0].item(), 1.0)
+    acc = (100 * per_class[1] / per_class[0].clamp(min=1)).tolist()
+    return {"loss": loss_sum.item() / n, "acc1": 100 * counts[1].item() / n, "acc5": 100 * counts[2].item() / n,
+            "per_class_acc": acc, "samples": int(counts[0].item())}
+
+
+def _train_epoch(model, loader, optimizer, scaler, ema, cfg: Config, dist: DistInfo, epoch: int) -> dict:
+    model.train()
+    stats = torch.zeros(3, dtype=torch.float64, device=dist.device)  # n, loss sum, correct
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not (cfg.train.progress and dist.is_main))
+    for batch in bar:
+        x, y = move(batch, dist.device)
+        with _autocast(dist.device, cfg.train.amp):
+            out = model(to_model_layout(x))
+        loss = readout_loss(out, y, cfg.train.readout, cfg.train.label_smoothing, cfg.train.tet_lambda)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.optim.clip_grad:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        if ema is not None:
+            ema.update(_unwrap(model))
+        with torch.no_grad():
+            correct = (as_time_first(out).float().mean(0).argmax(-1) == y).sum()
+        stats += torch.stack([torch.tensor(float(len(y)), device=dist.device), loss.detach().double() * len(y),
+                              correct.double()])
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    all_reduce_sum(stats, dist)
+    n = max(stats[0].item(), 1.0)
+    return {"train_loss": stats[1].item() / n, "train_acc1": 100 * stats[2].item() / n}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _gather_rng(dist: DistInfo) -> list:
+    state = rng_state()
+    if not dist.enabled:
+        return [state]
+    states = [None] * dist.world_size
+    torch_dist.all_gather_object(states, state)
+    return states
+
+
+def fit(cfg: Config, resume: bool = False, stop_after: int | None = None,
+        model_fn: Callable[[], nn.Module] | None = None, datasets=None) -> FitResult:
+    """Train ``cfg``. ``resume``: continue from ``<run_dir>/last.pt``. ``stop_after``: end this call after that many
+    epochs (the run can be resumed). ``model_fn`` / ``datasets=(train, test)`` replace the registry model and the
+    config's datasets (tests, notebooks)."""
+    check_paths(cfg)
+    dist = setup_distributed(cfg.train.device)
+    try:
+        return _fit(cfg, dist, resume, stop_after, model_fn, datasets)
+    finally:
+        cleanup_distributed(dist)
+
+
+def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResult:
+    run_dir = cfg.run_dir
+    last_path = run_dir / "last.pt"
+    if resume and not last_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
+    seed_everything(cfg.train.seed)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    train_set, test_set = datasets if datasets is not None else build_datasets(cfg.data)
+    if model_fn is not None:
+        model = model_fn()
+    else:
+        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.options)
+    model = model.to(dist.device)
+    if dist.enabled and cfg.train.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    global_batch = cfg.data.batch_size * dist.world_size
+    optimizer = build_optimizer(model, cfg.optim, global_batch)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.train.epochs)
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.train.amp == "fp16")
+    ema = None
+    if cfg.train.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
+    train_loader, test_loader = build_loaders(train_set, test_set, cfg.data, dist, cfg.train.seed)
+    num_classes = num_classes_of(test_set)
+
+    start_epoch, history, best = 0, [], -1.0
+    if resume:
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
+        start_epoch, history, best = ckpt["epoch"] + 1, ckpt["history"], ckpt["best_acc1"]
+        states = ckpt["rng"]
+        set_rng_state(states[dist.rank] if len(states) == dist.world_size else states[0])
+    if dist.enabled:
+        model = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
+
+    tb = None
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        tb = TensorBoard(run_dir / "tb")
+    end = cfg.train.epochs if stop_after is None else min(cfg.train.epochs, start_epoch + stop_after)
+    try:
+        for epoch in range(start_epoch, end):
+            t0 = time.perf_counter()
+            if scheduler is not None:
+                scheduler.step(epoch)
+            train_loader.sampler.set_epoch(epoch)
+            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            row.update(_train_epoch(model, train_loader, optimizer, scaler, ema, cfg, dist, epoch))
+            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
+                res = evaluate(model, test_loader, cfg, dist, num_classes)
+                row.update(test_loss=res["loss"], test_acc1=res["acc1"], test_acc5=res["acc5"])
+                if ema is not None:
+                    row["ema_test_acc1"] = evaluate(ema.module, test_loader, cfg, dist, num_classes)["acc1"]
+            row["epoch_time_s"] = time.perf_counter() - t0
+            history.append(row)
+            improved = row.get("test_acc1", -1.0) > best
+            best = max(best, row.get("test_acc1", -1.0))
+            rng = _gather_rng(dist)
+            if dist.is_main:
+                _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, history, rng, improved)
+                write_csv(run_dir / "log.csv", history)
+                tb.log(row, epoch)
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
+            if dist.enabled:
+                torch_dist.barrier()
+    finally:
+        if tb is not None:
+            tb.close()
+    return FitResult(run_dir, history, max(best, 0.0), _unwrap(model))
+
+
+def _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, history, rng, improved) -> None:
+    weights = _unwrap(model).state_dict()
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model": weights,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "epoch": epoch,
+        "best_acc1": best,
+        "history": history,
+        "rng": rng,
+        "config": config_to_dict(cfg),
+    }
+    save_checkpoint_atomic(state, run_dir / "last.pt")
+    if improved:
+        save_checkpoint_atomic({"model": weights, "epoch": epoch, "config": config_to_dict(cfg)}, run_dir / "best.pt")

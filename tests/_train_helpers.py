@@ -1,0 +1,44 @@
+"""Small models and datasets for the engine tests (no registry model needed)."""
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from spikescope.layers.time import TConv2d
+from spikescope.neurons import LIF
+from spikescope.train.config import load_config
+
+
+class TinySNN(nn.Module):
+    """[T, B, 2, 8, 8] -> conv -> LIF -> dropout -> linear -> [T, B, classes] (no BatchNorm: DDP-exact)."""
+
+    def __init__(self, classes: int = 3, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = TConv2d(2, 4, 3, padding=1)
+        self.lif = LIF(tau=2.0, detach_reset=True)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(4 * 8 * 8, classes)
+
+    def forward(self, x):
+        s = self.drop(self.lif(self.conv(x)))
+        return self.fc(s.flatten(2))
+
+
+def tiny_datasets(n_train=24, n_test=12, T=3, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    def make(n):
+        y = torch.arange(n) % classes
+        x = torch.rand(n, T, 2, 8, 8, generator=g) * 2
+        x[torch.arange(n), :, 0, y, :] += 2.0  # a class-dependent row lights up
+        return TensorDataset(x, y)
+    return make(n_train), make(n_test)
+
+
+def tiny_config(tmp_path, **train):
+    values = {
+        "model": {"name": "tiny"},
+        "data": {"batch_size": 4, "root": str(tmp_path / "unused")},
+        "optim": {"name": "sgd", "lr": 0.05, "weight_decay": 1e-4, "clip_grad": 1.0},
+        "schedule": {"name": "cosine", "warmup_epochs": 1, "warmup_lr": 0.01},
+        "train": {"epochs": 4, "out_dir": str(tmp_path), "run_name": "run", "progress": False, **train},
+    }
+    return load_config(values=values)
