@@ -1,2 +1,6 @@
 """Imports every model file so that its builders register themselves (one line per family)."""
-from . import toy  # noqa: F401
+from . import (
+    ms_resnet,  # noqa: F401
+    toy,  # noqa: F401
+    vgg,  # noqa: F401
+)
