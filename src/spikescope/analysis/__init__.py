@@ -1,0 +1,1 @@
+"""Analyses of trained spiking models (spike heat maps: :mod:`.heatmap`)."""
