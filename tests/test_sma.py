@@ -196,6 +196,8 @@ def test_relu_branch_keys_and_fractional_t_reduction():
 
 def test_sma_sees_every_timestep_in_eval():
     sma = _sma().eval()
+    with torch.no_grad():
+        sma.T_before_attention_conv.bias.fill_(1.0)  # an active ReLU: alpha^T depends on the descriptor
     x = _input().detach()
     x2 = x.clone()
     x2[4:] = torch.randn_like(x2[4:]) * 3
