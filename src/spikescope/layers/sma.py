@@ -82,12 +82,50 @@ def _lowest(score: torch.Tensor, k: int) -> torch.Tensor:
     return torch.sort(score, dim=-1, stable=True).indices[..., :k]
 
 
-def _weighted_sum(maps: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
+def _weighted_sum(maps: list[torch.Tensor] | tuple[torch.Tensor, ...], coef: torch.Tensor) -> torch.Tensor:
     """``sum_n coef[n, t, b, c] * maps[n][t, b, c, h, w]`` without stacking ``maps``; coef is ``[N, T, B, C]``."""
     y = coef[0, ..., None, None] * maps[0]
     for n in range(1, len(maps)):
         y = torch.addcmul(y, coef[n, ..., None, None], maps[n])
     return y
+
+
+class _MultiscaleSum(torch.autograd.Function):
+    """y[t] = sum_n keep[n, t] S_n[t] + sum_n moved[n, t-1] S_n[t-1]  (``moved=None``: no shifted term).
+
+    ``keep``/``moved`` are ``[N, T, B, C]`` / ``[N, T-1, B, C]``, the maps ``[T, B, C, H, W]`` each. With
+    ``binary=True`` (spiking branches, maps in {0, 1}) the maps are saved for backward as 1-byte booleans, so the
+    float maps are freed after the forward; backward forms exactly one gradient per map.
+    """
+
+    @staticmethod
+    def forward(ctx, keep: torch.Tensor, moved: torch.Tensor | None, binary: bool, *maps: torch.Tensor):
+        y = _weighted_sum(maps, keep)
+        if moved is not None:
+            y[1:] += _weighted_sum([s[:-1] for s in maps], moved)
+        ctx.dtypes = [s.dtype for s in maps]
+        ctx.save_for_backward(keep, moved, *[s.to(torch.bool) if binary else s for s in maps])
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        keep, moved, *maps = ctx.saved_tensors
+        grad_keep = torch.empty_like(keep) if ctx.needs_input_grad[0] else None
+        grad_moved = torch.empty_like(moved) if moved is not None and ctx.needs_input_grad[1] else None
+        grad_maps = []
+        for n, s in enumerate(maps):
+            if ctx.needs_input_grad[3 + n]:
+                g = grad * keep[n, ..., None, None]
+                if moved is not None:
+                    g[:-1].addcmul_(grad[1:], moved[n, ..., None, None])
+                grad_maps.append(g.to(ctx.dtypes[n]))
+            else:
+                grad_maps.append(None)
+            if grad_keep is not None:
+                grad_keep[n] = (grad * s).sum((-2, -1))
+            if grad_moved is not None:
+                grad_moved[n] = (grad[1:] * s[:-1]).sum((-2, -1))
+        return grad_keep, grad_moved, None, *grad_maps
 
 
 class SMA(nn.Module):
@@ -212,12 +250,11 @@ class SMA(nn.Module):
         coef = alpha_t.unsqueeze(-1) * alpha_c  # [N, T, B, C]
         mask = self.zoneout_mask(alpha_t, alpha_c) if self.azo and self.training else None
         if mask is None:
-            return _weighted_sum(spikes, coef)
+            return _MultiscaleSum.apply(coef, None, self.branch == "lif", *spikes)
         m = mask.unsqueeze(2)  # [N, T, 1, C]
-        y = _weighted_sum(spikes, coef.masked_fill(m, 0.0))
+        keep = coef.masked_fill(m, 0.0)
         moved = coef[:, :-1].masked_fill(~m[:, 1:], 0.0)  # weight of S_n[t-1] at the replaced targets t
-        y[1:] += _weighted_sum([s[:-1] for s in spikes], moved)
-        return y
+        return _MultiscaleSum.apply(keep, moved, self.branch == "lif", *spikes)
 
     def extra_repr(self) -> str:
         return (
