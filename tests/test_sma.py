@@ -86,14 +86,21 @@ def test_scale_weights_sum_to_one(variant):
 
 
 @pytest.mark.parametrize(
-    "T, rtr, rcr, variant",
-    [(4, 2, 4, "full"), (7, 3, 3, "full"), (10, 4, 2, "full"), (8, 2, 4, "full"), (7, 2, 4, "light")],
+    "T, rtr, rcr, variant, branch",
+    [
+        (4, 2, 4, "full", "lif"),
+        (7, 3, 3, "full", "lif"),
+        (10, 4, 2, "full", "lif"),
+        (8, 2, 4, "full", "lif"),
+        (7, 2, 4, "light", "lif"),
+        (6, 2, 4, "full", "relu"),
+    ],
 )
-def test_azo_matches_loop_reference(T, rtr, rcr, variant):
-    sma = _sma(T=T, azo=True, rtr=rtr, rcr=rcr, variant=variant)
+def test_azo_matches_loop_reference(T, rtr, rcr, variant, branch):
+    sma = _sma(T=T, azo=True, rtr=rtr, rcr=rcr, variant=variant, branch=branch)
     x = _input(T=T)
     y = _compare(sma, x)
-    plain = _sma(T=T, azo=False, variant=variant)
+    plain = _sma(T=T, azo=False, variant=variant, branch=branch)
     plain.load_state_dict(sma.state_dict())
     assert not torch.allclose(y, plain.train()(x)), "AZO should change the training-mode output here"
 
@@ -203,3 +210,15 @@ def test_sma_sees_every_timestep_in_eval():
     x2[4:] = torch.randn_like(x2[4:]) * 3
     y, y2 = sma(x), sma(x2)
     assert not torch.allclose(y[:4], y2[:4]), "the temporal attention mixes all timesteps: not causal"
+
+
+@pytest.mark.parametrize("azo", [False, True])
+def test_mixed_precision_step(azo):
+    # under autocast the branch maps are bf16 and the weights float32: gradients keep each input's dtype
+    sma = _sma(azo=azo, rtr=2, rcr=2).train()
+    x = _input().detach().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = sma(x)
+    y.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in sma.parameters())
