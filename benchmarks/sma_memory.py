@@ -115,7 +115,7 @@ def main() -> None:
         meta = {"device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
                 "torch": torch.__version__, "threads": args.threads,
                 "shape": [args.T, args.batch, args.channels, args.size, args.size], "map_mib": round(map_mib, 1),
-                "peak_kind": "cuda max_memory_allocated" if args.device == "cuda" else "process peak-RSS growth"}
+                "memory_kind": "cuda allocator" if args.device == "cuda" else "process RSS, MALLOC_MMAP_THRESHOLD_=65536"}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
 

@@ -9,7 +9,8 @@ from spikescope.layers.tdbn import TDBatchNorm
 from spikescope.models import count_parameters, create_model, load_checkpoint
 from spikescope.models.ms_resnet import ms_neuron
 
-SPECS = Path("/work/shared/design/official_state_dicts")
+# Key names, shapes and parameter counts of the authors' released files (copied from the design specs).
+SPECS = Path(__file__).resolve().parent / "data" / "official_state_dicts"
 SMALL = dict(widths=(8, 16, 16, 16), num_classes=5)
 
 

@@ -9,7 +9,8 @@ from spikescope.cli import main as cli_main
 from spikescope.layers import TimeSharedDropout
 from spikescope.models import count_parameters, create_model, load_checkpoint
 
-SPEC = Path("/work/shared/design/official_state_dicts/sma_vgg8_dvs128.json")
+# Key names, shapes and parameter counts of the authors' released files (copied from the design specs).
+SPEC = Path(__file__).resolve().parent / "data" / "official_state_dicts" / "sma_vgg8_dvs128.json"
 SMALL = dict(widths=(8, 16, 16, 16, 16), hidden=(16, 16))
 
 
