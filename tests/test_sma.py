@@ -222,3 +222,17 @@ def test_mixed_precision_step(azo):
     y.float().sum().backward()
     assert x.grad is not None and x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
     assert all(p.grad is not None for p in sma.parameters())
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    sma = _sma(azo=True, rtr=2, rcr=2).train()
+    x = _input().detach()
+    g = torch.randn(x.shape)
+    y, gx, gp = _grads(sma, x, lambda m, v: m(v), g)
+    sma_cuda = sma.cuda()
+    y_c, gx_c, gp_c = _grads(sma_cuda, x.cuda(), lambda m, v: m(v), g.cuda())
+    torch.testing.assert_close(y_c.cpu(), y, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gx_c.cpu(), gx, rtol=1e-3, atol=1e-5)
+    for k in gp:
+        torch.testing.assert_close(gp_c[k].cpu(), gp[k], rtol=1e-3, atol=1e-5, msg=k)

@@ -1,6 +1,4 @@
 """Imports every model file so that its builders register themselves (one line per family)."""
-from . import (
-    ms_resnet,  # noqa: F401
-    toy,  # noqa: F401
-    vgg,  # noqa: F401
-)
+from . import ms_resnet  # noqa: F401, I001
+from . import toy  # noqa: F401
+from . import vgg  # noqa: F401
