@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..neurons import LIF, ATan
+from .bn_spike import bn_then_spike
 from .tdbn import TDBatchNorm
 from .time import TBatchNorm2d, TConv2d
 
@@ -62,6 +63,8 @@ class _Branch(nn.Module):
             self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.act, LIF):
+            return bn_then_spike(self.conv(x), self.bn, self.act)
         return self.act(self.bn(self.conv(x)))
 
 

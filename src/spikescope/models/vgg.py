@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..layers.bn_spike import bn_then_spike
 from ..layers.sma import SMA
 from ..layers.time import TAdaptiveAvgPool2d, TBatchNorm2d, TConv2d, TimeSharedDropout, TMaxPool2d
 from ..neurons import LIF, ATan
@@ -78,7 +79,7 @@ class VGGBlock(nn.Module):
         x = self.conv(x)
         if self.sma is not None:
             x = self.sma(x)
-        return self.pool(self.lif(self.bn(x)))
+        return self.pool(bn_then_spike(x, self.bn, self.lif))
 
 
 class VGG8(nn.Module):
