@@ -17,8 +17,10 @@ selected c the weighted map P_n = alpha^T_n alpha^C_n S_n takes its *un-replaced
 version of the released code). Ties go to the lowest index (stable ascending sort). n_T = 0 or n_C = 0, or only
 t = 0 selected, replace nothing. The selection carries no gradient.
 
-Memory: the branch outputs are kept once, as N separate maps (never stacked, no product or clone copies). AZO
-changes only the ``[N, T, B, C]`` coefficients: with mask m and coefficients w = alpha^T alpha^C,
+Memory: the branch outputs are never stacked (no stack, product or clone copies as in the released code); spiking
+branches save them for backward as 1-byte booleans and keep only their BN input besides (``bn_then_spike``
+recomputes the normalised input and the membrane in backward). AZO changes only the ``[N, T, B, C]``
+coefficients: with mask m and w = alpha^T alpha^C,
 y[t] = sum_n (1 - m_n[t]) w_n[t] S_n[t] + sum_n m_n[t] w_n[t-1] S_n[t-1], i.e. one extra weighted sum shifted by
 one step (masks and a one-step shift; no loop over timesteps, channels or batch elements).
 
