@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from _standin_vgg import ensure_registered
 from _train_helpers import TinySNN
 
 from spikescope.analysis import FiringRateRecorder
@@ -55,7 +54,6 @@ def _tiny_recipe(tmp_path) -> Path:
 
 
 def test_cli_train_resume_eval(tmp_path, capsys):
-    ensure_registered()
     recipe = _tiny_recipe(tmp_path)
     assert main(["train", "--config", str(recipe), "--set", "train.epochs=1"]) == 0
     run = tmp_path / "runs" / "tiny"
@@ -78,7 +76,6 @@ def test_cli_bad_config_exit_code(tmp_path, capsys):
 
 
 def test_demo_training_quick(tmp_path):
-    ensure_registered()
     res = train_demo(tmp_path, quick=True)
     assert Path(res["plot"]).is_file() and res["chance"] == 25.0
     assert len(res["loss_curve"]) == 3 and 0 <= res["test_acc1"] <= 100
@@ -87,6 +84,5 @@ def test_demo_training_quick(tmp_path):
 
 @pytest.mark.slow
 def test_demo_training_beats_chance(tmp_path):
-    ensure_registered()
     res = train_demo(tmp_path)
     assert res["test_acc1"] > 70.0, res

@@ -82,6 +82,46 @@ def _add_train_commands(sub) -> None:
 # --- end train / eval ---
 
 
+def _cmd_heatmap(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    import yaml
+
+    from .analysis.heatmap import spike_heatmaps
+    from .models import create_model, example_input, load_checkpoint, model_info
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"--set expects key=value, got {item!r}", file=sys.stderr)
+            return 2
+        overrides[key] = yaml.safe_load(value)
+    model = create_model(args.model, **overrides)
+    if args.checkpoint:
+        print(load_checkpoint(model, args.checkpoint))
+    model.eval()
+    info, cfg = model_info(args.model), getattr(model, "cfg", None)
+    if args.input:
+        raw = np.load(args.input) if args.input.endswith(".npy") else torch.load(args.input, weights_only=True)
+        x = torch.as_tensor(raw).float()
+        if x.dim() == (4 if info.input_kind == "events" else 3):
+            x = x.unsqueeze(1 if info.input_kind == "events" else 0)  # one sample -> batch of 1
+    else:
+        torch.manual_seed(args.seed)
+        x = example_input(args.model, batch=1, timesteps=getattr(cfg, "timesteps", None))
+        if cfg is not None and hasattr(cfg, "input_size") and hasattr(cfg, "in_channels"):
+            x = torch.rand(*x.shape[:-3], cfg.in_channels, *cfg.input_size)
+        print(f"no --input given: using a random input of shape {list(x.shape)} (the model's input layout)")
+    try:
+        paths = spike_heatmaps(model, x, args.layer, args.out)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spikescope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a reduced run (used by the test suite)")
     p.set_defaults(func=_cmd_demo)
     _add_train_commands(sub)
+
+    p = sub.add_parser("heatmap", help="spike heat maps (channel-summed spike counts, one PNG per timestep) of a layer")
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--checkpoint", help="weights to load (ours or the authors' released file)")
+    p.add_argument("--layer", required=True, help="name of a LIF module, e.g. block2.lif (a wrong name lists them)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--input", help="one sample as .pt or .npy in the model's layout (default: a random input)")
+    p.add_argument("--set", default=[], action="append", help="model override key=value (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.set_defaults(func=_cmd_heatmap)
     return parser
 
 

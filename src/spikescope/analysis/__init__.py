@@ -1,2 +1,2 @@
-"""Analyses of trained spiking models (firing rates, ...)."""
+"""Analyses of spiking models: firing rates (:mod:`.firing`), spike heat maps (:mod:`.heatmap`)."""
 from .firing import FiringRateRecorder  # noqa: F401
