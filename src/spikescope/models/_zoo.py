@@ -1,2 +1,2 @@
 """Imports every model file so that its builders register themselves (one line per family)."""
-from . import toy  # noqa: F401
+from . import qkformer, sdt_v1, spikformer, toy  # noqa: F401
