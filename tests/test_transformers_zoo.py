@@ -220,6 +220,18 @@ def test_eval_mode_blocks_are_causal_in_time(name):
     assert not torch.equal(a[last][2:], b[last][2:]), "the perturbation must reach later timesteps"
 
 
+def test_residual_streams_are_spike_counts_or_membranes():
+    """Spikformer/QKFormer stems add two spike maps (values in {0, 1, 2}); SDT-v1's stem outputs a membrane."""
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        spk = _randomise_bn(create_model("spikformer_8_384", depth=1)).forward_features(x, blocks=True)
+        qk = _randomise_bn(create_model("qkformer_10_384", depths=(1, 1, 1))).forward_features(x, blocks=True)
+        sdt = _randomise_bn(create_model("sdt_v1_8_384", depth=1)).forward_features(x, blocks=True)
+    for t in (spk["patch_embed"], qk["patch_embed1"], qk["patch_embed2"], qk["patch_embed3"]):
+        assert set(t.unique().tolist()) <= {0.0, 1.0, 2.0}
+    assert not torch.equal(sdt["patch_embed"], sdt["patch_embed"].round())
+
+
 def test_sequence_input_and_errors():
     model = create_model("qkformer_10_384", depths=(1, 1, 1))
     assert model(torch.randn(3, 1, 3, 32, 32)).shape == (3, 1, 1000)  # events-style [T,B,C,H,W], any T
