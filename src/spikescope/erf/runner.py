@@ -53,8 +53,9 @@ def build_model(spec: ModelSpec, *, calibrate: bool = True, input_size=None, see
     info = model_info(spec.name)
     torch.manual_seed(seed)  # random weights are reproducible from the seed
     model = create_model(spec.name, pretrained=spec.checkpoint, **spec.overrides)
-    size = tuple(input_size) if input_size else info.input_size
     cfg = getattr(model, "cfg", None)
+    size = tuple(input_size) if input_size else info.input_size
+    size = (int(getattr(cfg, "in_channels", size[0])), *size[1:])  # an in_channels override changes C
     T = int(spec.overrides.get("timesteps", getattr(cfg, "timesteps", info.timesteps)))
     if spec.checkpoint:
         weights = f"checkpoint {spec.checkpoint}"
