@@ -49,7 +49,7 @@ def _spatial_part(out: Path, quick: bool, lines: list[str]) -> None:
         model, size_, T, weights = build_model(spec, input_size=size, seed=0, calib_batches=1 if quick else 2,
                                                calib_batch_size=2 if quick else 4)
         r = spatial_erf(model, "noise", layers, n_samples=n, input_size=size_, batch_size=batch, timesteps=T,
-                        n_boot=0 if quick else 100, progress=False, label=spec.label,
+                        n_boot=0 if quick else 50, progress=False, label=spec.label,
                         extra_meta={"weights": weights})
         r.save(out / "spatial" / spec.label, figures=False)
         results[spec.label] = r

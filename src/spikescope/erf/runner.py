@@ -56,7 +56,7 @@ def build_model(spec: ModelSpec, *, calibrate: bool = True, input_size=None, see
     cfg = getattr(model, "cfg", None)
     size = tuple(input_size) if input_size else info.input_size
     size = (int(getattr(cfg, "in_channels", size[0])), *size[1:])  # an in_channels override changes C
-    T = int(spec.overrides.get("timesteps", getattr(cfg, "timesteps", info.timesteps)))
+    T = int(spec.overrides.get("timesteps", getattr(cfg, "timesteps", getattr(cfg, "T", info.timesteps))))
     if spec.checkpoint:
         weights = f"checkpoint {spec.checkpoint}"
     elif calibrate:
