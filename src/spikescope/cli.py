@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -120,6 +121,106 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
     return 0
+# --- erf (issue 6) ---------------------------------------------------------------------------------------------
+def _erf_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="K=V", help="model option, repeatable")
+    p.add_argument("--checkpoint", default=None, help="weights file; without it: random weights + BN calibration")
+    p.add_argument("--no-calibrate", action="store_true", help="keep default BN statistics for random weights")
+    p.add_argument("--inputs", default="noise", help="'noise', 'noise-iid:T' or an image folder (default: noise)")
+    p.add_argument("--n", type=int, default=16, help="number of input samples N (default 16)")
+    p.add_argument("--batch", type=int, default=8, help="samples per forward pass (default 8)")
+    p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
+    p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def _erf_size(args, info_size):
+    if not args.size:
+        return None
+    h = args.size[0]
+    w = args.size[1] if len(args.size) > 1 else h
+    return (info_size[0], h, w)
+
+
+def _erf_t_out(value: str):
+    if value == "all":
+        return "all"
+    return [int(v) for v in value.split(",")]
+
+
+def _erf_build(spec, args):
+    from .erf.runner import build_model
+    from .models import model_info
+
+    size = _erf_size(args, model_info(spec.name).input_size)
+    return build_model(spec, calibrate=not args.no_calibrate, input_size=size, seed=args.seed)
+
+
+def _erf_print(result, out) -> None:
+    m = result.meta
+    print(f"{m['label']}: {m['weights']}; inputs {m['inputs']}, N={m['N']}, {m['seconds']:.1f} s -> {out}")
+    for layer, metrics in result.metrics.items():
+        keys = ("area_ratio_log@0.5", "area90", "sigma_row", "silent_fraction") if result.kind == "spatial" else (
+            "fit_b", "fit_a", "fit_c", "silent_fraction")
+        vals = []
+        for k in keys:
+            v = metrics.get(k, {}).get("value")
+            vals.append(f"{k}={v:.4g}" if v is not None else f"{k}=nan")
+        print(f"  {layer}: " + "  ".join(vals))
+
+
+def _cmd_erf(args: argparse.Namespace) -> int:
+    from .erf import plots, spatial_erf, temporal_erf
+    from .erf.runner import ModelSpec, parse_model_spec, parse_overrides
+
+    specs = ([parse_model_spec(s) for s in args.models] if args.erf_cmd == "compare"
+             else [ModelSpec(args.model, parse_overrides(args.set), args.checkpoint)])
+    results = {}
+    for spec in specs:
+        model, size, T, weights = _erf_build(spec, args)
+        meta = {"weights": weights, "model_spec": spec.label}
+        common = dict(n_samples=args.n if args.inputs.startswith("noise") else None, input_size=size,
+                      batch_size=args.batch, timesteps=T, seed=args.seed, n_boot=args.boot, label=spec.label,
+                      offset=tuple(args.offset), extra_meta=meta)
+        if args.erf_cmd == "temporal":
+            r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
+        else:
+            r = spatial_erf(model, args.inputs, args.layers, mode=args.mode, t_out=_erf_t_out(args.t_out), **common)
+        out = r.save(Path(args.out) / spec.label.replace("/", "_") if args.erf_cmd == "compare" else args.out)
+        _erf_print(r, out)
+        results[spec.label] = r
+    if args.erf_cmd == "compare":
+        paths = plots.plot_layers(results, Path(args.out) / "compare", scale=args.scale)
+        print(f"comparison figure: {paths[0]} (+ pdf)")
+    return 0
+
+
+def _add_erf_parser(sub) -> None:
+    p = sub.add_parser("erf", help="spatial / temporal effective receptive fields (ST-ERF)")
+    erf_sub = p.add_subparsers(dest="erf_cmd", required=True)
+    sp = erf_sub.add_parser("spatial", help="spatial ERF maps of one or more layers")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--layers", nargs="+", default=None, help="names/globs (default: all forward_features keys)")
+    sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
+    sp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
+    _erf_common(sp)
+    tp = erf_sub.add_parser("temporal", help="T x T temporal ERF matrix of one layer, with the decay fit")
+    tp.add_argument("--model", required=True)
+    tp.add_argument("--layer", required=True)
+    tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"])
+    _erf_common(tp)
+    cp = erf_sub.add_parser("compare", help="several models side by side: NAME[:k=v,...][@checkpoint] ...")
+    cp.add_argument("models", nargs="+")
+    cp.add_argument("--layers", nargs="+", default=None)
+    cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
+    cp.add_argument("--t-out", default="all")
+    cp.add_argument("--scale", default="log", choices=["log", "linear"])
+    _erf_common(cp)
+    for q in (sp, tp, cp):
+        q.set_defaults(func=_cmd_erf)
+# --- end erf ---------------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default=[], action="append", help="model override key=value (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.set_defaults(func=_cmd_heatmap)
+    _add_erf_parser(sub)
     return parser
 
 

@@ -62,7 +62,7 @@ def train_demo(out_dir: str | Path, quick: bool = False) -> dict:
 
     ``quick`` (the test suite) uses fewer samples and epochs. Returns ``test_acc1`` (last epoch, %), ``best_acc1``,
     ``chance`` (%), ``loss_curve`` (train loss per epoch), ``test_loss_curve``, ``seconds``, ``plot`` (PNG path),
-    ``run_dir`` and ``model`` (the trained ``nn.Module``, in eval mode, for the ERF part of the demo).
+    ``run_dir``, ``model`` (the trained ``nn.Module``, in eval mode, for the ERF part of the demo) and ``config``.
     """
     out_dir = Path(out_dir)
     recipe = copy.deepcopy(DEMO_RECIPE)
@@ -87,4 +87,5 @@ def train_demo(out_dir: str | Path, quick: bool = False) -> dict:
         "plot": str(plot),
         "run_dir": str(result.run_dir),
         "model": result.model.eval(),
+        "config": cfg,
     }

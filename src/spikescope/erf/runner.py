@@ -1,0 +1,68 @@
+"""Build a registered model for an ERF run from a spec string ``name[:k=v,...][@checkpoint]``.
+
+Without a checkpoint the model keeps its random weights and its BN statistics are calibrated on noise
+(:func:`~spikescope.erf.calibrate.calibrate_bn`); the returned ``weights`` string says which was used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import yaml
+from torch import nn
+
+from ..models import create_model, model_info
+from .calibrate import calibrate_bn
+
+__all__ = ["ModelSpec", "parse_model_spec", "parse_overrides", "build_model"]
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    overrides: dict
+    checkpoint: str | None
+
+    @property
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.overrides.items())
+        return self.name + (f"[{opts}]" if opts else "")
+
+
+def parse_overrides(items) -> dict:
+    """``["k=v", ...]`` -> ``{k: yaml-typed v}`` (ints, floats, bools, strings)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """``"sdt_v3_s:mixer=srb,drop_rate=0@ckpt.pth"`` -> ModelSpec."""
+    body, _, ckpt = spec.partition("@")
+    name, _, opts = body.partition(":")
+    return ModelSpec(name, parse_overrides([o for o in opts.split(",") if o]), ckpt or None)
+
+
+def build_model(spec: ModelSpec, *, calibrate: bool = True, input_size=None, seed: int = 0,
+                calib_batches: int = 4, calib_batch_size: int = 8) -> tuple[nn.Module, tuple, int, str]:
+    """Returns ``(model in eval mode, input_size (C, H, W), timesteps, weights description)``."""
+    info = model_info(spec.name)
+    torch.manual_seed(seed)  # random weights are reproducible from the seed
+    model = create_model(spec.name, pretrained=spec.checkpoint, **spec.overrides)
+    cfg = getattr(model, "cfg", None)
+    size = tuple(input_size) if input_size else info.input_size
+    size = (int(getattr(cfg, "in_channels", size[0])), *size[1:])  # an in_channels override changes C
+    T = int(spec.overrides.get("timesteps", getattr(cfg, "timesteps", getattr(cfg, "T", info.timesteps))))
+    if spec.checkpoint:
+        weights = f"checkpoint {spec.checkpoint}"
+    elif calibrate:
+        d = calibrate_bn(model, size, timesteps=T, n_batches=calib_batches, batch_size=calib_batch_size, seed=seed)
+        weights = (f"random weights + BN calibrated on N(0,1) noise ({d['bn_layers']} BN layers, "
+                   f"{d['batches']}x{d['batch_size']} images {size[1]}x{size[2]}, seed {seed})")
+    else:
+        weights = "random weights, default BN statistics (not calibrated)"
+    return model.eval(), size, T, weights

@@ -1,0 +1,153 @@
+"""Shared plumbing of the spatial and temporal engines: eval mode, the input leaf, probing the layers.
+
+The input leaf is always time-first ``[T, B, C, H, W]``: a static image is repeated over T *before* it becomes a
+leaf, so autograd gives one gradient per input timestep. ``feed="sequence"`` passes the leaf to the model as it is;
+``feed="frame"`` (for a model that only takes ``[B, C, H, W]`` and repeats it inside) passes ``leaf[0]`` of a
+one-step leaf, so per-input-timestep maps collapse into one. ``feed="auto"`` tries "sequence" on a probe batch first.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .hooks import PROBE_BATCH, LayerError, LayerRef, as_sequence, capture, resolve_layers, run_model
+from .inputs import SampleSource
+
+__all__ = ["erf_mode", "infer_timesteps", "Probe", "probe_layers", "make_leaf", "forward_layers", "parse_t_out"]
+
+
+@contextmanager
+def erf_mode(model: nn.Module, param_grads: bool = False) -> Iterator[None]:
+    """Eval mode (BN running statistics, no dropout) and, unless ``param_grads``, no parameter gradients."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    if not param_grads:
+        for p, _ in flags:
+            p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def infer_timesteps(model: nn.Module, explicit: int | None, sample: torch.Tensor) -> int:
+    """T of the leaf: ``explicit``, else a sequence sample's T, else ``model.timesteps``/``model.cfg.timesteps``, else 1."""
+    if sample.dim() == 4:
+        if explicit is not None and explicit != sample.shape[0]:
+            raise ValueError(f"timesteps={explicit} but the input sequences have T={sample.shape[0]}")
+        return int(sample.shape[0])
+    if explicit is not None:
+        if explicit < 1:
+            raise ValueError(f"timesteps must be >= 1, got {explicit}")
+        return int(explicit)
+    for owner in (model, getattr(model, "cfg", None)):
+        for attr in ("timesteps", "T"):
+            value = getattr(owner, attr, None)
+            if isinstance(value, int) and value >= 1:
+                return value
+    return 1
+
+
+def make_leaf(x: torch.Tensor, T: int) -> torch.Tensor:
+    """``[B, C, H, W]`` (repeated over T) or ``[T, B, C, H, W]`` -> a detached ``[T, B, C, H, W]`` leaf needing grad."""
+    if x.dim() == 4:
+        x = x.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+    elif x.dim() != 5:
+        raise ValueError(f"expected input batches [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}")
+    return x.detach().clone().requires_grad_(True)
+
+
+def forward_layers(
+    model: nn.Module, leaf: torch.Tensor, refs: Sequence[LayerRef], feed: str, T: int, replace=None
+) -> dict[str, torch.Tensor]:
+    """One forward of ``leaf``; returns every ref's output as ``[T_out, B, C, H, W]``."""
+    B = leaf.shape[1]
+    with capture(model, refs, replace) as store:
+        feats = run_model(model, leaf if feed == "sequence" else leaf[0])
+    out = {}
+    for ref in refs:
+        src = feats if ref.kind == "feature" else store
+        if ref.name not in src:
+            raise LayerError(f"layer {ref.name!r} did not run during the forward pass (is it after forward_features?)")
+        out[ref.name] = as_sequence(src[ref.name], ref.name, T, B)
+    return out
+
+
+@dataclass
+class Probe:
+    """What a probe forward learned: the layers, the feed, and each layer's output shape ``(T_out, C, H, W)``."""
+
+    refs: list[LayerRef]
+    feed: str
+    leaf_T: int
+    shapes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+
+
+def probe_layers(
+    model: nn.Module, source: SampleSource, layers, T: int, feed: str = "auto", replace=None
+) -> Probe:
+    """Resolve ``layers`` (``None``: every forward_features key) and check their maps on a small probe batch."""
+    if feed not in ("auto", "sequence", "frame"):
+        raise ValueError(f"feed must be 'auto', 'sequence' or 'frame', got {feed!r}")
+    idx = [k % len(source) for k in range(PROBE_BATCH)]
+    x = source.batch(idx)
+    if x.dim() == 5 and feed == "frame":
+        raise ValueError("feed='frame' takes static images; these inputs are sequences [T, C, H, W]")
+    if feed == "auto":
+        modes = ["sequence", "frame"] if x.dim() == 4 else ["sequence"]
+    else:
+        modes = [feed]
+    feats, errors = None, []
+    for mode in modes:
+        leaf_T = T if mode == "sequence" else 1
+        try:
+            with torch.no_grad():
+                leaf = make_leaf(x, leaf_T)
+                feats = run_model(model, leaf if mode == "sequence" else leaf[0])
+            break
+        except (RuntimeError, ValueError, TypeError) as e:
+            errors.append(f"feed={mode!r}: {e}")
+    if feats is None:
+        raise ValueError(
+            f"{type(model).__name__} rejected the input batch of shape {tuple(x.shape)} (T={T}): "
+            + " | ".join(errors)
+            + ". Check input_size (C, H, W) and timesteps."
+        )
+    refs = resolve_layers(model, list(feats) if layers is None else layers, list(feats))
+    probe = Probe(refs, mode, leaf_T)
+    with torch.no_grad():
+        ys = forward_layers(model, make_leaf(x, leaf_T), refs, mode, T, replace)
+    for name, y in ys.items():
+        probe.shapes[name] = (y.shape[0], y.shape[2], y.shape[3], y.shape[4])
+    return probe
+
+
+def parse_t_out(t_out, T_out: int, layer: str) -> list[int]:
+    """``"all"``, an int or a list of ints -> sorted output-timestep indices (negative counts from the end)."""
+    if t_out == "all":
+        return list(range(T_out))
+    items = [t_out] if isinstance(t_out, int) else list(t_out)
+    out = []
+    for t in items:
+        if not isinstance(t, int) or not -T_out <= t < T_out:
+            raise ValueError(f"t_out={t_out!r} is out of range for layer {layer!r} with T_out={T_out} timesteps")
+        out.append(t % T_out)
+    if not out:
+        raise ValueError("t_out is empty; use 'all', an int or a non-empty list")
+    return sorted(set(out))
+
+
+def centre_of(shape: tuple[int, int, int, int], offset: Sequence[int], layer: str) -> tuple[int, int]:
+    """Exact centre ``(H//2 + dy, W//2 + dx)`` of a layer's map, checked against its bounds."""
+    _, _, H, W = shape
+    cy, cx = H // 2 + int(offset[0]), W // 2 + int(offset[1])
+    if not (0 <= cy < H and 0 <= cx < W):
+        raise ValueError(f"offset {tuple(offset)} puts the centre at ({cy}, {cx}), outside layer {layer!r}'s {H}x{W} map")
+    return cy, cx

@@ -1,0 +1,34 @@
+"""The `spikescope erf` commands and the reduced demo write what they promise."""
+import json
+
+from spikescope.cli import main
+from spikescope.demo import run_demo
+
+
+def test_reduced_demo_writes_report(tmp_path):
+    report = run_demo(tmp_path / "demo", quick=True)
+    text = report.read_text()
+    assert report.name == "report.md" and "## Spatial ERF" in text and "## Temporal ERF" in text
+    assert "## Training" in text and "Test top-1 after the last epoch" in text
+    for mixer in ("conv", "mlpixer", "srb"):
+        assert f"sdt_v3_s[mixer={mixer}]" in text
+    assert (tmp_path / "demo" / "spatial_compare.png").exists()
+    assert (tmp_path / "demo" / "temporal_compare.pdf").exists()
+    assert (tmp_path / "demo" / "train" / "loss_curve.png").exists()
+    assert (tmp_path / "demo" / "train" / "erf" / "metrics.json").exists()
+
+
+def test_cli_spatial_temporal_compare(tmp_path, capsys):
+    common = ["--size", "24", "--n", "3", "--batch", "2", "--boot", "10"]
+    assert main(["erf", "spatial", "--model", "toy_convnet", "--set", "depth=3", "--layers", "layer*",
+                 "--out", str(tmp_path / "s"), *common]) == 0
+    meta = json.loads((tmp_path / "s" / "metrics.json").read_text())["meta"]
+    assert meta["N"] == 3 and meta["layers"] == ["layer1", "layer2", "layer3"]
+    assert "BN calibrated" in meta["weights"]
+    assert main(["erf", "temporal", "--model", "toy_convnet", "--layer", "acts.1", "--output", "membrane",
+                 "--out", str(tmp_path / "t"), *common]) == 0
+    assert (tmp_path / "t" / "temporal.png").exists()
+    assert main(["erf", "compare", "toy_convnet:activation=lif", "toy_convnet:activation=relu,init=xavier",
+                 "--layers", "layer2", "--out", str(tmp_path / "c"), *common]) == 0
+    assert (tmp_path / "c" / "compare.png").exists() and (tmp_path / "c" / "compare.pdf").exists()
+    assert "random weights" in capsys.readouterr().out
