@@ -30,7 +30,7 @@ def _default_spec(args) -> tuple[ModelSpec, list[str]]:
     if args.model:
         return ModelSpec(args.model, parse_overrides(args.set), None), args.layers
     if "sdt_v3_s" in list_models():
-        return ModelSpec("sdt_v3_s", {"mixer": "srb"}, None), args.layers or ["stage3*", "stage4*"]
+        return ModelSpec("sdt_v3_s", {"mixer": "srb"}, None), args.layers or ["stage3.block*", "stage4.block*"]
     stand_in = {"activation": "integer", "depth": 8, "channels": 16, "in_channels": 3, "init": "xavier",
                 "timesteps": 1}
     return ModelSpec("toy_convnet", stand_in, None), args.layers or ["layer*"]
@@ -64,10 +64,15 @@ def main() -> None:
     t0 = time.perf_counter()
     spatial_erf_loop(model, "noise", layers, **kw, param_grads=False)
     t_loop_input_only = time.perf_counter() - t0
-    diff = max(
-        float(np.abs(ours.samples[k] - loop.samples[k]).max() / max(np.abs(loop.samples[k]).max(), 1e-30))
+    # Per-sample maps can differ where batch-size-dependent float rounding flips an integer spike (x near k + 0.5)
+    # and so changes that sample's downstream gradients; the averaged map is what the tool reports.
+    diff = max(float(np.abs(ours.maps[k] - loop.maps[k]).max() / np.abs(loop.maps[k]).max()) for k in ours.layers)
+    per_sample = np.stack([
+        np.abs(ours.samples[k] - loop.samples[k]).reshape(args.n, -1).max(1)
+        / np.abs(loop.samples[k]).reshape(args.n, -1).max(1).clip(1e-30)
         for k in ours.layers
-    )
+    ])
+    flipped = float((per_sample > 1e-4).mean())
     res = {
         "model": spec.label,
         "weights": weights,
@@ -85,14 +90,16 @@ def main() -> None:
         "batched_s": round(t_ours, 3),
         "speedup_vs_authors_loop": round(t_loop / t_ours, 2),
         "speedup_vs_input_only_loop": round(t_loop_input_only / t_ours, 2),
-        "max_rel_diff_vs_loop": diff,
+        "max_rel_diff_of_mean_maps": diff,
+        "share_of_sample_maps_differing_over_1e-4": flipped,
         "forward_backward_passes_authors": len(ours.layers) * args.n,
     }
     print(f"{spec.label}, {len(ours.layers)} layers x {args.n} images, input {size}, T={T}, {res['device']}")
     print(f"  authors' loop (batch 1, fwd+bwd per layer per image): {t_loop:8.2f} s")
     print(f"  per-sample loop, input gradient only:                 {t_loop_input_only:8.2f} s")
     print(f"  batched (batch {args.batch}, 1 fwd + {len(ours.layers)} bwd per batch):   {t_ours:8.2f} s")
-    print(f"  speed-up vs authors' loop: {t_loop / t_ours:.1f}x   (max relative difference of maps: {diff:.1e})")
+    print(f"  speed-up vs authors' loop: {t_loop / t_ours:.1f}x   (mean maps differ by {diff:.1e} relative; "
+          f"{flipped:.1%} of per-sample maps differ by > 1e-4, from integer-spike rounding flips)")
     if args.json:  # appends one run to {"runs": [...]}, so several input sizes can share one file
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -57,8 +57,10 @@ def resolve_layers(
     found: list[LayerRef] = []
     for pat in patterns:
         if _is_glob(pat):
+            # A glob that names forward_features keys means those maps; module names are its fallback.
             hits = [LayerRef(k, "feature") for k in feature_keys if fnmatch.fnmatchcase(k, pat)]
-            hits += [LayerRef(m, "module") for m in modules if fnmatch.fnmatchcase(m, pat) and m not in feature_keys]
+            if not hits:
+                hits = [LayerRef(m, "module") for m in modules if fnmatch.fnmatchcase(m, pat)]
         elif pat in feature_keys:
             hits = [LayerRef(pat, "feature")]
         elif pat in modules:
@@ -76,9 +78,13 @@ def resolve_layers(
 
 
 def run_model(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One forward: ``forward_features`` when the model has it (a dict of named maps), else ``model(x)``."""
+    """One forward: ``forward_features`` when the model has it (a dict of named maps), else ``model(x)``.
+
+    Models whose ``forward_features`` takes ``blocks`` are asked for every block's output too (``stage3.block0``).
+    """
     if hasattr(model, "forward_features"):
-        feats = model.forward_features(x)
+        takes_blocks = "blocks" in inspect.signature(model.forward_features).parameters
+        feats = model.forward_features(x, blocks=True) if takes_blocks else model.forward_features(x)
         if isinstance(feats, dict):
             return feats
         return {"features": feats}
