@@ -69,3 +69,10 @@ def test_cli_models(capsys):
     out = capsys.readouterr().out
     assert "toy_convnet" in out and "[B,1,64,64]" in out
     assert main(["models", "nothing_*"]) == 1
+
+
+def test_cli_models_lists_every_mixer_variant_with_its_count(capsys):
+    assert main(["models", "sdt_v3_s"]) == 0
+    out = capsys.readouterr().out
+    for row in ("mixer=conv", "5.106M", "mixer=mlpixer", "4.498M", "mixer=srb", "4.801M"):
+        assert row in out

@@ -16,8 +16,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         info = model_info(name)
-        params = f"{count_parameters(name) / 1e6:.3f}M" if not args.no_params else "-"
-        rows.append((name, info.family, params, info.input_layout))
+        for options in ({},) + info.variants:
+            label = name if not options else "  " + ",".join(f"{k}={v}" for k, v in options.items())
+            params = "-" if args.no_params else f"{count_parameters(name, **options) / 1e6:.3f}M"
+            rows.append((label, info.family if not options else "", params, info.input_layout if not options else ""))
     widths = [max(len(r[i]) for r in rows + [("name", "family", "params", "input")]) for i in range(4)]
     for row in [("name", "family", "params", "input")] + rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

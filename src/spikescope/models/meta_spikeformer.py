@@ -131,26 +131,27 @@ class MetaSpikeFormer(MetaSDT):
         return {remap_meta_spikeformer_keys(k): v for k, v in state_dict.items()}
 
 
-_FAMILY = "meta_spikeformer [mixer=conv|mlpixer|srb]"
+_FAMILY = "meta_spikeformer"
+_MIXERS = tuple({"mixer": m} for m in ("conv", "mlpixer", "srb"))
 
 
 def _build(size: str, overrides: dict) -> MetaSpikeFormer:
     return MetaSpikeFormer(apply_overrides(SIZES[size], overrides, f"meta_spikeformer_{size}"))
 
 
-@register_model("meta_spikeformer_15m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY)
+@register_model("meta_spikeformer_15m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY, variants=_MIXERS)
 def meta_spikeformer_15m(**overrides) -> MetaSpikeFormer:
     """Meta-SpikeFormer 15M (dims 64/128/256/360), LIF, T=4; mixer=conv|mlpixer|srb."""
     return _build("15m", overrides)
 
 
-@register_model("meta_spikeformer_31m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY)
+@register_model("meta_spikeformer_31m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY, variants=_MIXERS)
 def meta_spikeformer_31m(**overrides) -> MetaSpikeFormer:
     """Meta-SpikeFormer 31M (dims 96/192/384/480), LIF, T=4; mixer=conv|mlpixer|srb."""
     return _build("31m", overrides)
 
 
-@register_model("meta_spikeformer_55m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY)
+@register_model("meta_spikeformer_55m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY, variants=_MIXERS)
 def meta_spikeformer_55m(**overrides) -> MetaSpikeFormer:
     """Meta-SpikeFormer 55M (dims 128/256/512/640), LIF, T=4; mixer=conv|mlpixer|srb."""
     return _build("55m", overrides)

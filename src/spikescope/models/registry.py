@@ -46,6 +46,7 @@ class ModelInfo:
     input_kind: InputKind  # "image": [B,C,H,W] (repeated over T inside); "events": [T,B,C,H,W]
     family: str
     description: str
+    variants: tuple[dict, ...] = ()  # option sets worth listing, e.g. ({"mixer": "conv"}, {"mixer": "srb"})
 
     @property
     def input_layout(self) -> str:
@@ -69,14 +70,19 @@ def register_model(
     timesteps: int,
     input_kind: InputKind = "image",
     family: str = "",
+    variants: tuple[dict, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a builder under ``name`` with its input metadata."""
+    """Decorator registering a builder under ``name`` with its input metadata.
+
+    ``variants`` lists option sets that ``spikescope models`` shows as rows of their own (e.g. each mixer).
+    """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered")
         doc = (inspect.getdoc(builder) or "").split("\n")[0]
-        _REGISTRY[name] = ModelInfo(name, builder, tuple(input_size), timesteps, input_kind, family, doc)
+        _REGISTRY[name] = ModelInfo(name, builder, tuple(input_size), timesteps, input_kind, family, doc,
+                                    tuple(variants))
         return builder
 
     return decorate

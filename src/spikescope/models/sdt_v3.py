@@ -104,32 +104,33 @@ class SDTv3(MetaSDT):
         return {remap_sdt_v3_keys(k): v for k, v in state_dict.items()}
 
 
-_FAMILY = "sdt_v3 [mixer=conv|mlpixer|srb]"
+_FAMILY = "sdt_v3"
+_MIXERS = tuple({"mixer": m} for m in ("conv", "mlpixer", "srb"))
 
 
 def _build(size: str, overrides: dict) -> SDTv3:
     return SDTv3(apply_overrides(SIZES[size], overrides, f"sdt_v3_{size}"))
 
 
-@register_model("sdt_v3_t", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+@register_model("sdt_v3_t", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
 def sdt_v3_t(**overrides) -> SDTv3:
     """SDT-v3-T (dims 24/48/96/128, 2.7 M), integer spikes D=4; mixer=conv|mlpixer|srb."""
     return _build("t", overrides)
 
 
-@register_model("sdt_v3_s", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+@register_model("sdt_v3_s", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
 def sdt_v3_s(**overrides) -> SDTv3:
     """SDT-v3-S (dims 32/64/128/192, 5.1 M; the paper's "SDTv3-T"), integer spikes D=4; mixer=conv|mlpixer|srb."""
     return _build("s", overrides)
 
 
-@register_model("sdt_v3_m", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+@register_model("sdt_v3_m", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
 def sdt_v3_m(**overrides) -> SDTv3:
     """SDT-v3-M (dims 48/96/192/240, 10.0 M), integer spikes D=4; mixer=conv|mlpixer|srb."""
     return _build("m", overrides)
 
 
-@register_model("sdt_v3_l", input_size=(3, 224, 224), timesteps=1, family=_FAMILY)
+@register_model("sdt_v3_l", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
 def sdt_v3_l(**overrides) -> SDTv3:
     """SDT-v3-L (dims 64/128/256/360, 19.0 M; the paper's "SDTv3-B"), integer spikes D=4; mixer=conv|mlpixer|srb."""
     return _build("l", overrides)
