@@ -13,13 +13,18 @@ The autograd reference keeps three or more float tensors per step. The backward 
     gH[t]  = gS[t] * sg'(H[t] - V_th) + gV[t] * dV[t]/dH[t]
     gX[t]  = gH[t] * (k if decay_input else 1)
     dL/dk += sum gH[t] * dH[t]/dk                      (PLIF only)
+
+Both loops write into buffers allocated once per call (in-place and ``out=`` ops); the forward runs the reference's
+charge as the same sequence of elementwise ops, so spikes and membranes are bit-identical to :mod:`.reference`.
+Half-precision inputs are cast to float32 one step at a time. On the CPU this makes the fused path faster than the
+reference loop, whose per-op allocations dominate there (see ``benchmarks/results/neurons_cpu.json``).
 """
 from __future__ import annotations
 
 import torch
 
 from ..params import LIFParams
-from .reference import charge, compute_dtype
+from .reference import compute_dtype
 
 __all__ = ["lif_fused"]
 
