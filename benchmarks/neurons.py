@@ -18,6 +18,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -121,6 +122,14 @@ def copy_rate_gbs(x: torch.Tensor, reps: int) -> float:
     return statistics.median(rates[2:])
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> dict:
     try:
         import triton
@@ -130,7 +139,7 @@ def environment(device: torch.device) -> dict:
         triton_version = None
     env = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_name(),
         "torch": torch.__version__,
         "triton": triton_version,
         "threads": torch.get_num_threads(),
@@ -194,7 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
                 row["error"] = f"{type(e).__name__}: {e}"
             results.append(row)
             print(_format(row))
-    out = {"env": env, "shape": list(shape), "reps": args.reps, "passes": PASSES, "results": results}
+    command = "python benchmarks/neurons.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    out = {"env": env, "command": command, "shape": list(shape), "reps": args.reps, "passes": PASSES,
+           "results": results}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
