@@ -144,6 +144,19 @@ def test_half_inputs_in_interpreter(interp, dtype, learn_decay):
             torch.testing.assert_close(got[3], ref[3], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("learn_decay", [False, True], ids=["LIF", "PLIF"])
+def test_inference_without_grad(interp, learn_decay):
+    """Under no_grad the kernel keeps nothing for backward and returns the same spikes and membrane."""
+    x = _t(4, 3, 50, scale=1.5)
+    k = torch.tensor(0.45, device=DEV, requires_grad=True) if learn_decay else 0.5
+    p = _params(0.0, True, False, ATan(2.0))
+    with torch.no_grad():
+        got = interp[0].lif_triton(x, k, p, True)
+    ref = lif_reference(x, k, p, True)
+    assert not got[0].requires_grad
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1].detach())
+
+
 def _saved_bytes(fn, x, k, p):
     total = []
 

@@ -20,6 +20,7 @@ What backward keeps (per element and timestep, chosen per call; nothing else is 
   ``dL/dH * (X - V[t-1])``, and ``V[t-1]`` rebuilt from a half-precision ``U`` biased that sum by a few percent.
 * Rectangle surrogate with ``detach_reset`` or soft reset (LIF only): one uint8 code (bit 0 spike, bit 1 "inside
   the window"), because then the gradient needs nothing but these two bits.
+* nothing at all when no gradient is needed (``torch.no_grad()`` or inputs without ``requires_grad``).
 * PLIF with ``decay_input=True``: also a reference to the input ``X`` (no copy; ``dH/dk = X - (V[t-1] - V_reset)``).
   The decay gradient is reduced per program in registers and summed over programs on the host (deterministic).
 """
@@ -38,7 +39,7 @@ __all__ = ["lif_triton", "INTERPRETED", "check_device", "BLOCK", "NUM_WARPS"]
 
 BLOCK = 1024
 NUM_WARPS = 4
-SAVE_H32, SAVE_U16, SAVE_CODES = 0, 1, 2
+SAVE_H32, SAVE_U16, SAVE_CODES, SAVE_NONE = 0, 1, 2, 3
 _SURROGATE_IDS = {"atan": 0, "sigmoid": 1, "rectangle": 2, "triangle": 3}
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -96,7 +97,7 @@ def _lif_fwd_kernel(
             tl.store(save_ptr, h, mask=mask)
         elif SAVE_MODE == 1:
             tl.store(save_ptr, (h - v_th).to(save_ptr.dtype.element_ty), mask=mask)
-        else:
+        elif SAVE_MODE == 2:
             inside = tl.abs(h - v_th) < sg_b
             code = fired.to(tl.uint8) | (inside.to(tl.uint8) << 1)
             tl.store(save_ptr, code, mask=mask)
@@ -237,17 +238,20 @@ def _save_mode(p: LIFParams, dtype: torch.dtype, learn_decay: bool) -> int:
 
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, k: torch.Tensor | float, p: LIFParams, return_state: bool):
+    def forward(ctx, x: torch.Tensor, k: torch.Tensor | float, p: LIFParams, return_state: bool, needs_grad: bool):
         ctx.set_materialize_grads(False)
         learn_decay = isinstance(k, torch.Tensor)
         x = x.contiguous()
         T, N = x.shape[0], x[0].numel()
         sid, sg_a, sg_b = _surrogate_constants(p)
-        mode = _save_mode(p, x.dtype, learn_decay)
-        save_dtype = {SAVE_H32: torch.float32, SAVE_U16: x.dtype, SAVE_CODES: torch.uint8}[mode]
+        mode = _save_mode(p, x.dtype, learn_decay) if needs_grad else SAVE_NONE
         spikes = torch.empty_like(x)
         v_seq = torch.empty_like(x) if return_state else spikes
-        saved = torch.empty(x.shape, dtype=save_dtype, device=x.device)
+        if mode == SAVE_NONE:  # inference: the kernel writes nothing for backward
+            saved = spikes
+        else:
+            save_dtype = {SAVE_H32: torch.float32, SAVE_U16: x.dtype, SAVE_CODES: torch.uint8}[mode]
+            saved = torch.empty(x.shape, dtype=save_dtype, device=x.device)
         k_t = k.detach().to(torch.float32).reshape(1) if learn_decay else x
         _lif_fwd_kernel[(triton.cdiv(N, BLOCK),)](
             x, spikes, v_seq, saved, k_t, 0.0 if learn_decay else float(k), N, T,
@@ -267,7 +271,7 @@ class _TritonLIF(torch.autograd.Function):
         learn_decay = k is not None
         sid, sg_a, sg_b = ctx.sur
         if grad_s is None and grad_v is None:
-            return None, None, None, None
+            return None, None, None, None, None
         ref = grad_s if grad_s is not None else grad_v
         gs = grad_s.contiguous() if grad_s is not None else torch.zeros_like(ref)
         gv = grad_v.contiguous() if grad_v is not None else gs
@@ -284,7 +288,7 @@ class _TritonLIF(torch.autograd.Function):
             BLOCK=BLOCK, **_LAUNCH,
         )
         grad_k = gk_part.sum().reshape(k.shape).to(k.dtype) if learn_decay else None
-        return grad_x, grad_k, None, None
+        return grad_x, grad_k, None, None, None
 
 
 def lif_triton(
@@ -297,6 +301,7 @@ def lif_triton(
     check_device(x, "LIF")
     if x.dtype not in (torch.float32, *_HALF) or x.numel() == 0:
         return lif_fused(x, k, p, return_state)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (isinstance(k, torch.Tensor) and k.requires_grad))
     if return_state:
-        return _TritonLIF.apply(x, k, p, True)
-    return _TritonLIF.apply(x, k, p, False), None
+        return _TritonLIF.apply(x, k, p, True, needs_grad)
+    return _TritonLIF.apply(x, k, p, False, needs_grad), None
