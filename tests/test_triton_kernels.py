@@ -25,7 +25,6 @@ from spikescope.neurons.kernels import triton_integer, triton_lif  # noqa: E402
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SURROGATES = [ATan(2.0), Sigmoid(4.0), Rectangle(1.0), Triangle(1.0)]
 COMBOS = list(itertools.product([0.0, -0.3, None], [True, False], [True, False], SURROGATES))
-FAST_COMBOS = [c for i, c in enumerate(COMBOS) if i % 5 == 0]  # 10 of 48, every reset/decay/detach/surrogate value
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +72,16 @@ def _combo_id(c):
     return f"{reset}-di{int(decay_input)}-dr{int(detach_reset)}-{sur.name}"
 
 
-def _combos_marked():
-    return [pytest.param(*c, id=_combo_id(c), marks=() if c in FAST_COMBOS else pytest.mark.slow) for c in COMBOS]
+COMBO_IDS = [_combo_id(c) for c in COMBOS]
 
 
-@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", _combos_marked())
+@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=COMBO_IDS)
 def test_lif_matches_reference(interp, v_reset, decay_input, detach_reset, surrogate):
     x = _t(5, 3, 7, scale=1.5)
     _check_lif(interp[0].lif_triton, x, 1 / 1.7, _params(v_reset, decay_input, detach_reset, surrogate))
 
 
-@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", _combos_marked())
+@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=COMBO_IDS)
 def test_plif_matches_reference_including_decay_gradient(interp, v_reset, decay_input, detach_reset, surrogate):
     x = _t(5, 4, 6, scale=1.5)
     k = torch.tensor(-0.3, device=DEV).sigmoid()  # PLIF's decay sigmoid(w); the w gradient follows by the chain rule
@@ -264,7 +262,7 @@ def test_public_modules_with_backend_triton(interp):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=[_combo_id(c) for c in COMBOS])
+@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=COMBO_IDS)
 def test_gpu_fp32_all_combinations(v_reset, decay_input, detach_reset, surrogate):
     p = _params(v_reset, decay_input, detach_reset, surrogate)
     x = torch.randn(8, 4, 33, 65, device="cuda") * 1.5
