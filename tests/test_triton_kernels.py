@@ -302,3 +302,53 @@ def test_gpu_integer_spike(dtype):
         (s.float() * 1.5).sum().backward()
         outs.append((s.detach(), xb.grad))
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+
+
+# ------------------------------------------------- ahead-of-time compilation for an H100 (sm_90), no GPU needed
+
+_AOT = r'''
+import itertools, re
+import triton
+from triton.backends.compiler import GPUTarget
+from spikescope.neurons.kernels import triton_integer as I, triton_lif as L
+
+def build(fn, sig, consts, fusion=False):
+    full = {n: sig.get(n, "constexpr") for n in fn.arg_names}
+    # what the JIT assumes for 16-aligned pointers and sizes divisible by 16 (e.g. [4,64,128,56,56])
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+             if n in sig and (sig[n].startswith("*") or n in ("N", "n", "last"))}
+    src = triton.compiler.ASTSource(fn=fn, signature=full, constexprs=consts, attrs=attrs)
+    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "enable_fp_fusion": fusion})
+    return re.findall(r"^\s*(?:@%p\d+\s+)?((?:ld|st)\.global[\w.]*|fma[\w.]*)", k.asm["ptx"], re.M)
+
+for dt, mode in (("fp32", 0), ("bf16", 1), ("fp16", 1), ("fp32", 2)):
+    save = {0: "*fp32", 1: "*" + dt, 2: "*u8"}[mode]
+    common = dict(k_ptr="*fp32", k_val="fp32", N="i32", T="i32", v_th="fp32", v_reset="fp32", sg_b="fp32")
+    for learn, hard in itertools.product((False, True), (False, True)):
+        if mode == 2 and learn:
+            continue
+        ops = build(L._lif_fwd_kernel, dict(x_ptr="*" + dt, s_ptr="*" + dt, v_ptr="*" + dt, save_ptr=save, **common),
+                    dict(K_FROM_PTR=learn, DECAY_INPUT=True, HARD_RESET=hard, STORE_V=True, SAVE_MODE=mode, BLOCK=L.BLOCK))
+        assert not any(o.startswith("fma") for o in ops) and "ld.global.v4.b32" in ops, (dt, mode, ops)
+        ops = build(L._lif_bwd_kernel, dict(gs_ptr="*" + dt, gv_ptr="*" + dt, save_ptr=save, x_ptr="*" + dt,
+                                            gx_ptr="*" + dt, gk_ptr="*fp32", last="i32", sg_a="fp32", **common),
+                    dict(K_FROM_PTR=learn, LEARN_DECAY=learn, DECAY_INPUT=True, HARD_RESET=hard, DETACH_RESET=not hard,
+                         HAS_GV=True, SAVE_MODE=mode, SURROGATE=2 if mode == 2 else 1, BLOCK=L.BLOCK))
+        assert not any(o.startswith("fma") for o in ops) and "ld.global.v4.b32" in ops, (dt, mode, ops)
+    build(I._int_fwd_kernel, dict(x_ptr="*" + dt, s_ptr="*" + dt, inside_ptr="*u8", n="i32", max_value="fp32",
+                                  norm="fp32"), dict(DIVIDE=True, BLOCK=I.BLOCK))
+    build(I._int_bwd_kernel, dict(g_ptr="*" + dt, inside_ptr="*u8", gx_ptr="*" + dt, n="i32", norm="fp32"),
+          dict(DIVIDE=True, BLOCK=I.BLOCK))
+print("ok")
+'''
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_sm90_without_fma_and_with_vector_loads(tmp_path):
+    """The native path (not the interpreter): every kernel family compiles to an H100 cubin (ptxas included),
+    with FMA contraction off (spikes bit-identical to torch) and 128-bit global loads on the [T, N] streams."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": src, "OMP_NUM_THREADS": "1",
+           "TRITON_CACHE_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
