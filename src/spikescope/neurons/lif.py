@@ -84,7 +84,7 @@ class LIF(_LIFBase):
         decay_input: ``True`` for H = V + (X - (V - V_reset)) / tau, ``False`` for H = V - (V - V_reset) / tau + X.
         detach_reset: stop the gradient through the reset term.
         surrogate: a :class:`~spikescope.neurons.surrogate.Surrogate` or its name.
-        backend: ``"auto"``, ``"fused"``, ``"torch"`` (reference loop) or ``"compile"``.
+        backend: ``"auto"``, ``"fused"``, ``"torch"`` (reference loop), ``"compile"`` or ``"triton"`` (CUDA).
     """
 
     def __init__(

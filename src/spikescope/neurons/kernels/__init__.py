@@ -4,7 +4,8 @@
 ``torch``    the autograd reference loop (readable; the specification the tests compare against)
 ``fused``    one ``autograd.Function``: graph-free forward, hand-written BPTT, compact saved state
 ``compile``  ``torch.compile`` of the reference loop (opt-in: a cold compile takes 10-20 s on 2 cores)
-``auto``     the fastest available for the tensor's device (``fused`` on CPU)
+``triton``   Triton forward/backward kernels (CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``)
+``auto``     the fastest available for the tensor's device: ``triton`` on CUDA when Triton imports, else ``fused``
 ============ ==================================================================================
 
 Every backend has the signature ``fn(x, k, params, return_state) -> (spikes, v_seq | None)``.
@@ -19,7 +20,14 @@ from ..params import LIFParams
 from .fused import lif_fused
 from .reference import lif_reference
 
-__all__ = ["BACKENDS", "run_lif", "resolve_backend"]
+try:
+    from .triton_integer import integer_spike_triton
+    from .triton_lif import lif_triton
+except (ImportError, RuntimeError):  # no Triton (or no usable build of it): the torch backends remain
+    integer_spike_triton = None
+    lif_triton = None
+
+__all__ = ["BACKENDS", "run_lif", "resolve_backend", "integer_spike_triton"]
 
 LIFBackend = Callable[[torch.Tensor, "torch.Tensor | float", LIFParams, bool], tuple]
 
@@ -34,6 +42,8 @@ def _lif_compiled(x, k, p, return_state=False):
 
 
 BACKENDS: dict[str, LIFBackend] = {"torch": lif_reference, "fused": lif_fused, "compile": _lif_compiled}
+if lif_triton is not None:
+    BACKENDS["triton"] = lif_triton
 
 
 def resolve_backend(name: str, x: torch.Tensor) -> str:

@@ -1,0 +1,307 @@
+"""Triton kernels for the multi-step LIF / PLIF recurrence: one forward and one backward launch per call.
+
+Same semantics as :mod:`.reference` and :mod:`.fused` (charge expression, ``V[-1] = V_reset``, reset forms,
+``detach_reset``, the four surrogates, the ``(spikes, membrane)`` output of ``return_state`` with a gradient through
+the membrane). Every program owns ``BLOCK`` neurons of the flattened ``[T, N]`` input and walks over T in registers:
+the forward loop reads ``X[t]`` once and writes the spikes (and ``V[t]`` if asked) once; the backward loop walks T in
+reverse, reading the incoming gradients and the saved tensor once and writing ``dL/dX`` once. Arithmetic is float32
+for float32, float16 and bfloat16 inputs (float64 inputs go to the fused torch path). Floating-point contraction
+(FMA) is switched off so the charge rounds exactly like the torch reference and the spikes are bit-identical.
+
+What backward keeps (per element and timestep, chosen per call; nothing else is kept):
+
+* float32 input: ``H`` in float32 (4 bytes, as much as the input). Every surrogate needs ``H - V_th``; the spike is
+  ``H >= V_th``; the hard reset's gradient needs ``V_reset - H``; PLIF rebuilds ``V[t-1]`` from ``H[t-1]``.
+* float16 / bfloat16 input (LIF): ``U = H - V_th`` rounded to the input dtype (2 bytes, as much as the input), so
+  a forward+backward moves 6 input-sized tensors, the bandwidth floor. The spike is the sign bit of ``U`` (rounding
+  keeps the sign, so ``-0.0`` still reads "no spike"): spikes are exact; surrogate values are those of the
+  half-precision ``U`` (relative error ~2^-8 for bfloat16, the precision of the returned bfloat16 gradient).
+  PLIF keeps ``H`` in float32 even for half inputs: its decay gradient is one sum over all elements of
+  ``dL/dH * (X - V[t-1])``, and ``V[t-1]`` rebuilt from a half-precision ``U`` biased that sum by a few percent.
+* Rectangle surrogate with ``detach_reset`` or soft reset (LIF only): one uint8 code (bit 0 spike, bit 1 "inside
+  the window"), because then the gradient needs nothing but these two bits.
+* nothing at all when no gradient is needed (``torch.no_grad()`` or inputs without ``requires_grad``).
+* PLIF with ``decay_input=True``: also a reference to the input ``X`` (no copy; ``dH/dk = X - (V[t-1] - V_reset)``).
+  The decay gradient is reduced per program in registers and summed over programs on the host (deterministic).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from ..params import LIFParams
+from .fused import lif_fused
+
+__all__ = ["lif_triton", "INTERPRETED", "check_device", "BLOCK", "NUM_WARPS"]
+
+BLOCK = 1024
+NUM_WARPS = 4
+SAVE_H32, SAVE_U16, SAVE_CODES, SAVE_NONE = 0, 1, 2, 3
+_SURROGATE_IDS = {"atan": 0, "sigmoid": 1, "rectangle": 2, "triangle": 3}
+_HALF = (torch.float16, torch.bfloat16)
+
+
+@triton.jit
+def _surrogate_grad(u, sg_a, sg_b, SURROGATE: tl.constexpr):
+    """sg'(u) with u = H - V_th; the constants (sg_a, sg_b) come from :func:`_surrogate_constants`."""
+    if SURROGATE == 0:  # ATan: (alpha / 2) / (1 + (pi / 2 * alpha * u)^2)
+        z = sg_b * u
+        g = sg_a / (1.0 + z * z)
+    elif SURROGATE == 1:  # Sigmoid: alpha * sg * (1 - sg), sg = sigmoid(alpha * u)
+        sg = tl.sigmoid(sg_b * u)
+        g = sg_a * sg * (1.0 - sg)
+    elif SURROGATE == 2:  # Rectangle: alpha * 1{|u| < 0.5 / alpha}
+        g = tl.where(tl.abs(u) < sg_b, sg_a, 0.0)
+    else:  # Triangle: max(0, alpha - alpha^2 |u|)
+        g = tl.maximum(sg_a - sg_b * tl.abs(u), 0.0)
+    return g
+
+
+@triton.jit
+def _lif_fwd_kernel(
+    x_ptr, s_ptr, v_ptr, save_ptr, k_ptr, k_val, N, T, v_th, v_reset, sg_b,
+    K_FROM_PTR: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD_RESET: tl.constexpr,
+    STORE_V: tl.constexpr, SAVE_MODE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    if K_FROM_PTR:
+        k = tl.load(k_ptr).to(tl.float32)
+    else:
+        k = k_val
+    v = tl.zeros([BLOCK], dtype=tl.float32) + v_reset
+    x_ptr += offs
+    s_ptr += offs
+    v_ptr += offs
+    save_ptr += offs
+    for _ in range(T):
+        x = tl.load(x_ptr, mask=mask, other=0.0).to(tl.float32)
+        if DECAY_INPUT:
+            h = v + (x - (v - v_reset)) * k
+        else:
+            h = v - (v - v_reset) * k + x
+        fired = h >= v_th
+        s = fired.to(tl.float32)
+        if HARD_RESET:
+            v = h * (1.0 - s) + v_reset * s
+        else:
+            v = h - v_th * s
+        tl.store(s_ptr, s.to(s_ptr.dtype.element_ty), mask=mask)
+        if STORE_V:
+            tl.store(v_ptr, v.to(v_ptr.dtype.element_ty), mask=mask)
+        if SAVE_MODE == 0:
+            tl.store(save_ptr, h, mask=mask)
+        elif SAVE_MODE == 1:
+            tl.store(save_ptr, (h - v_th).to(save_ptr.dtype.element_ty), mask=mask)
+        elif SAVE_MODE == 2:
+            inside = tl.abs(h - v_th) < sg_b
+            code = fired.to(tl.uint8) | (inside.to(tl.uint8) << 1)
+            tl.store(save_ptr, code, mask=mask)
+        x_ptr += N
+        s_ptr += N
+        v_ptr += N
+        save_ptr += N
+
+
+@triton.jit
+def _decode(saved, v_th, sg_a, sg_b, SAVE_MODE: tl.constexpr, SURROGATE: tl.constexpr):
+    """Saved value -> (spike as float, H, sg'(H - V_th)); H is unused (0) for uint8 codes."""
+    if SAVE_MODE == 0:
+        h = saved
+        u = h - v_th
+        s = (h >= v_th).to(tl.float32)
+        sg = _surrogate_grad(u, sg_a, sg_b, SURROGATE)
+    elif SAVE_MODE == 1:
+        u = saved.to(tl.float32)
+        h = u + v_th
+        s = (saved.to(tl.int16, bitcast=True) >= 0).to(tl.float32)
+        sg = _surrogate_grad(u, sg_a, sg_b, SURROGATE)
+    else:
+        h = tl.zeros(saved.shape, dtype=tl.float32)
+        s = (saved & 1).to(tl.float32)
+        sg = tl.where((saved & 2) != 0, sg_a, 0.0)
+    return s, h, sg
+
+
+@triton.jit
+def _lif_bwd_kernel(
+    gs_ptr, gv_ptr, save_ptr, x_ptr, k_ptr, k_val, gx_ptr, gk_ptr, N, T, last, v_th, v_reset, sg_a, sg_b,
+    K_FROM_PTR: tl.constexpr, LEARN_DECAY: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD_RESET: tl.constexpr,
+    DETACH_RESET: tl.constexpr, HAS_GV: tl.constexpr, SAVE_MODE: tl.constexpr, SURROGATE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    if K_FROM_PTR:
+        k = tl.load(k_ptr).to(tl.float32)
+    else:
+        k = k_val
+    if DECAY_INPUT:
+        dx = k
+    else:
+        dx = 1.0
+    # start at t = T - 1 (``last`` = (T - 1) * N, computed on the host so it never overflows int32)
+    gs_ptr += last + offs
+    gv_ptr += last + offs
+    save_ptr += last + offs
+    x_ptr += last + offs
+    gx_ptr += last + offs
+    gv_next = tl.zeros([BLOCK], dtype=tl.float32)
+    gk_acc = tl.zeros([BLOCK], dtype=tl.float32)
+    saved = tl.load(save_ptr, mask=mask, other=0)
+    for i in range(T):
+        t = T - 1 - i
+        s, h, sg = _decode(saved, v_th, sg_a, sg_b, SAVE_MODE, SURROGATE)
+        gv = gv_next
+        if HAS_GV:
+            gv += tl.load(gv_ptr, mask=mask, other=0.0).to(tl.float32)
+        if HARD_RESET:
+            if DETACH_RESET:
+                dvdh = 1.0 - s
+            else:
+                dvdh = 1.0 - s + (v_reset - h) * sg
+        else:
+            if DETACH_RESET:
+                dvdh = 1.0
+            else:
+                dvdh = 1.0 - v_th * sg
+        gh = tl.load(gs_ptr, mask=mask, other=0.0).to(tl.float32) * sg + gv * dvdh
+        tl.store(gx_ptr, (gh * dx).to(gx_ptr.dtype.element_ty), mask=mask)
+        gv_next = gh * (1.0 - k)
+        # the saved value of step t - 1: the next iteration's, and V[t-1] for the PLIF decay gradient
+        saved = tl.load(save_ptr - N, mask=mask & (t > 0), other=0)
+        if LEARN_DECAY:
+            s_prev, h_prev, _ = _decode(saved, v_th, sg_a, sg_b, SAVE_MODE, SURROGATE)
+            if HARD_RESET:
+                v_prev = h_prev * (1.0 - s_prev) + v_reset * s_prev
+            else:
+                v_prev = h_prev - v_th * s_prev
+            v_prev = tl.where(t > 0, v_prev, v_reset)
+            if DECAY_INPUT:
+                dhdk = tl.load(x_ptr, mask=mask, other=0.0).to(tl.float32) - (v_prev - v_reset)
+            else:
+                dhdk = -(v_prev - v_reset)
+            gk_acc += tl.where(mask, gh * dhdk, 0.0)
+        gs_ptr -= N
+        gv_ptr -= N
+        save_ptr -= N
+        x_ptr -= N
+        gx_ptr -= N
+    if LEARN_DECAY:
+        tl.store(gk_ptr + pid, tl.sum(gk_acc, axis=0))
+
+
+def _is_interpreted(fn) -> bool:
+    return type(fn).__name__ == "InterpretedFunction"
+
+
+#: True when this module was imported with ``TRITON_INTERPRET=1``: the kernels then run on CPU tensors (slowly).
+INTERPRETED = _is_interpreted(_lif_fwd_kernel)
+_LAUNCH = {} if INTERPRETED else {"num_warps": NUM_WARPS, "enable_fp_fusion": False}
+
+
+def check_device(x: torch.Tensor, who: str) -> None:
+    """Raise a clear error unless ``x`` is on a CUDA device (or the kernels run in the Triton interpreter)."""
+    if not (x.is_cuda or INTERPRETED):
+        raise RuntimeError(
+            f"{who}: backend='triton' needs a CUDA tensor, got one on {x.device}. Use backend='auto' or 'fused' on "
+            "the CPU (or set TRITON_INTERPRET=1 before importing spikescope to run the kernels in the slow Triton "
+            "interpreter, for tests)."
+        )
+
+
+def _surrogate_constants(p: LIFParams) -> tuple[int, float, float]:
+    """(kernel id, sg_a, sg_b) reproducing the formulas of :mod:`..surrogate`."""
+    sur = p.surrogate
+    a = sur.alpha
+    consts = {
+        "atan": (a / 2, math.pi / 2 * a),
+        "sigmoid": (a, a),
+        "rectangle": (a, 0.5 / a),
+        "triangle": (a, a**2),
+    }
+    if sur.name not in consts:
+        raise ValueError(f"backend='triton' has no kernel for surrogate {sur!r}; use backend='fused'")
+    return (_SURROGATE_IDS[sur.name], *consts[sur.name])
+
+
+def _save_mode(p: LIFParams, dtype: torch.dtype, learn_decay: bool) -> int:
+    if p.surrogate.piecewise_constant and not learn_decay and (p.detach_reset or not p.hard_reset):
+        return SAVE_CODES
+    return SAVE_U16 if dtype in _HALF and not learn_decay else SAVE_H32
+
+
+class _TritonLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, k: torch.Tensor | float, p: LIFParams, return_state: bool, needs_grad: bool):
+        ctx.set_materialize_grads(False)
+        learn_decay = isinstance(k, torch.Tensor)
+        x = x.contiguous()
+        T, N = x.shape[0], x[0].numel()
+        sid, sg_a, sg_b = _surrogate_constants(p)
+        mode = _save_mode(p, x.dtype, learn_decay) if needs_grad else SAVE_NONE
+        spikes = torch.empty_like(x)
+        v_seq = torch.empty_like(x) if return_state else spikes
+        if mode == SAVE_NONE:  # inference: the kernel writes nothing for backward
+            saved = spikes
+        else:
+            save_dtype = {SAVE_H32: torch.float32, SAVE_U16: x.dtype, SAVE_CODES: torch.uint8}[mode]
+            saved = torch.empty(x.shape, dtype=save_dtype, device=x.device)
+        k_t = k.detach().to(torch.float32).reshape(1) if learn_decay else x
+        _lif_fwd_kernel[(triton.cdiv(N, BLOCK),)](
+            x, spikes, v_seq, saved, k_t, 0.0 if learn_decay else float(k), N, T,
+            p.v_threshold, p.reset_value, sg_b,
+            K_FROM_PTR=learn_decay, DECAY_INPUT=p.decay_input, HARD_RESET=p.hard_reset,
+            STORE_V=return_state, SAVE_MODE=mode, BLOCK=BLOCK, **_LAUNCH,
+        )
+        keep_x = learn_decay and p.decay_input
+        ctx.save_for_backward(saved, x if keep_x else None, k if learn_decay else None)
+        ctx.p, ctx.k, ctx.mode, ctx.sur = p, (None if learn_decay else float(k)), mode, (sid, sg_a, sg_b)
+        return (spikes, v_seq) if return_state else spikes
+
+    @staticmethod
+    def backward(ctx, grad_s, grad_v=None):
+        saved, x, k = ctx.saved_tensors
+        p: LIFParams = ctx.p
+        learn_decay = k is not None
+        sid, sg_a, sg_b = ctx.sur
+        if grad_s is None and grad_v is None:
+            return None, None, None, None, None
+        ref = grad_s if grad_s is not None else grad_v
+        gs = grad_s.contiguous() if grad_s is not None else torch.zeros_like(ref)
+        gv = grad_v.contiguous() if grad_v is not None else gs
+        T, N = saved.shape[0], saved[0].numel()
+        grid = triton.cdiv(N, BLOCK)
+        grad_x = torch.empty(saved.shape, dtype=ref.dtype, device=saved.device)
+        gk_part = torch.empty(grid if learn_decay else 1, dtype=torch.float32, device=saved.device)
+        k_t = k.detach().to(torch.float32).reshape(1) if learn_decay else gs
+        _lif_bwd_kernel[(grid,)](
+            gs, gv, saved, x if x is not None else gs, k_t, 0.0 if learn_decay else ctx.k, grad_x, gk_part,
+            N, T, (T - 1) * N, p.v_threshold, p.reset_value, sg_a, sg_b,
+            K_FROM_PTR=learn_decay, LEARN_DECAY=learn_decay, DECAY_INPUT=p.decay_input, HARD_RESET=p.hard_reset,
+            DETACH_RESET=p.detach_reset, HAS_GV=grad_v is not None, SAVE_MODE=ctx.mode, SURROGATE=sid,
+            BLOCK=BLOCK, **_LAUNCH,
+        )
+        grad_k = gk_part.sum().reshape(k.shape).to(k.dtype) if learn_decay else None
+        return grad_x, grad_k, None, None, None
+
+
+def lif_triton(
+    x: torch.Tensor, k: torch.Tensor | float, p: LIFParams, return_state: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Triton LIF on a CUDA tensor ``x [T, ...]`` (float32/16, bfloat16); ``k`` is a float 1/tau or sigmoid(w).
+
+    float64 and empty inputs go to :func:`.fused.lif_fused` (the kernels compute in float32).
+    """
+    check_device(x, "LIF")
+    if x.dtype not in (torch.float32, *_HALF) or x.numel() == 0:
+        return lif_fused(x, k, p, return_state)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (isinstance(k, torch.Tensor) and k.requires_grad))
+    if return_state:
+        return _TritonLIF.apply(x, k, p, True, needs_grad)
+    return _TritonLIF.apply(x, k, p, False, needs_grad), None
