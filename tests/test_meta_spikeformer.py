@@ -101,7 +101,7 @@ def test_listing():
         "meta_spikeformer_31m",
         "meta_spikeformer_55m",
     ]
-    assert "mixer=conv|mlpixer|srb" in model_info("meta_spikeformer_31m").family
+    assert [v["mixer"] for v in model_info("meta_spikeformer_31m").variants] == ["conv", "mlpixer", "srb"]
 
 
 def _bn(prefix: str, c: int) -> dict:

@@ -280,10 +280,10 @@ def test_sdsa_equals_the_released_token_layout_computation():
 
 def test_registry_lists_sizes_and_says_mixers_are_options(capsys):
     assert list_models("sdt_v3_*") == ["sdt_v3_l", "sdt_v3_m", "sdt_v3_s", "sdt_v3_t"]
-    assert "mixer=conv|mlpixer|srb" in model_info("sdt_v3_s").family
+    assert [v["mixer"] for v in model_info("sdt_v3_s").variants] == ["conv", "mlpixer", "srb"]
     assert main(["models", "sdt_v3_*"]) == 0
     out = capsys.readouterr().out
-    assert "sdt_v3_s" in out and "5.106M" in out and "mixer=conv|mlpixer|srb" in out
+    assert "sdt_v3_s" in out and "5.106M" in out and "mixer=srb" in out and "17.772M" in out
 
 
 def _area90(grad_map: torch.Tensor) -> float:
