@@ -1,6 +1,8 @@
 """The `spikescope erf` commands and the reduced demo write what they promise."""
 import json
 
+import pytest
+
 from spikescope.cli import main
 from spikescope.demo import run_demo
 
@@ -32,3 +34,32 @@ def test_cli_spatial_temporal_compare(tmp_path, capsys):
                  "--layers", "layer2", "--out", str(tmp_path / "c"), *common]) == 0
     assert (tmp_path / "c" / "compare.png").exists() and (tmp_path / "c" / "compare.pdf").exists()
     assert "random weights" in capsys.readouterr().out
+
+
+def test_paper_erf_layers_name_real_hook_points():
+    import torch
+
+    from spikescope.erf.hooks import resolve_layers, run_model
+    from spikescope.erf.runner import PAPER_COMPARISON, paper_erf_layers
+    from spikescope.models import create_model
+
+    for name in sorted({spec.split(":")[0] for spec in PAPER_COMPARISON}):
+        layers = paper_erf_layers(name)
+        assert len(layers) == (10 if name.startswith("qkformer") else 8)
+        model = create_model(name).eval()
+        with torch.no_grad():
+            keys = list(run_model(model, torch.randn(1, 3, 32, 32)))
+        refs = resolve_layers(model, layers, keys)  # raises LayerError for a name that is neither
+        assert [r.name for r in refs] == layers
+    assert paper_erf_layers("sdt_v3_s")[0] == "stage3.blocks.0.attn.proj"
+    with pytest.raises(ValueError, match="hooked no layers"):
+        paper_erf_layers("toy_convnet")
+
+
+@pytest.mark.slow
+def test_cli_compare_paper(tmp_path, capsys):
+    assert main(["erf", "compare", "--paper", "--size", "32", "--n", "1", "--batch", "1", "--boot", "0",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("random weights + BN calibrated") == 6
+    assert (tmp_path / "compare.png").exists()

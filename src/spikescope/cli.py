@@ -175,11 +175,19 @@ def _erf_print(result, out) -> None:
 
 def _cmd_erf(args: argparse.Namespace) -> int:
     from .erf import plots, spatial_erf, temporal_erf
-    from .erf.runner import ModelSpec, parse_model_spec, parse_overrides
+    from .erf.runner import PAPER_COMPARISON, ModelSpec, paper_erf_layers, parse_model_spec, parse_overrides
 
-    specs = ([parse_model_spec(s) for s in args.models] if args.erf_cmd == "compare"
-             else [ModelSpec(args.model, parse_overrides(args.set), args.checkpoint)])
-    results = {}
+    if args.erf_cmd == "compare":
+        names = args.models or (list(PAPER_COMPARISON) if args.paper else [])
+        if not names:
+            raise SystemExit("spikescope erf compare: name the models, or pass --paper for the paper's comparison")
+        specs = [parse_model_spec(s) for s in names]
+        if args.paper and args.layers is None:
+            args.layers = ["paper"]
+    else:
+        specs = [ModelSpec(args.model, parse_overrides(args.set), args.checkpoint)]
+    paper = args.erf_cmd != "temporal" and args.layers == ["paper"]
+    results, columns = {}, {}
     for spec in specs:
         model, size, T, weights = _erf_build(spec, args)
         meta = {"weights": weights, "model_spec": spec.label}
@@ -189,12 +197,15 @@ def _cmd_erf(args: argparse.Namespace) -> int:
         if args.erf_cmd == "temporal":
             r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
         else:
-            r = spatial_erf(model, args.inputs, args.layers, mode=args.mode, t_out=_erf_t_out(args.t_out), **common)
+            layers = paper_erf_layers(spec.name) if paper else args.layers
+            columns[spec.label] = layers
+            r = spatial_erf(model, args.inputs, layers, mode=args.mode, t_out=_erf_t_out(args.t_out), **common)
         out = r.save(Path(args.out) / spec.label.replace("/", "_") if args.erf_cmd == "compare" else args.out)
         _erf_print(r, out)
         results[spec.label] = r
     if args.erf_cmd == "compare":
-        paths = plots.plot_layers(results, Path(args.out) / "compare", scale=args.scale)
+        paths = plots.plot_layers(results, Path(args.out) / "compare", scale=args.scale,
+                                  layers=columns if paper else None)
         print(f"comparison figure: {paths[0]} (+ pdf)")
     return 0
 
@@ -204,7 +215,8 @@ def _add_erf_parser(sub) -> None:
     erf_sub = p.add_subparsers(dest="erf_cmd", required=True)
     sp = erf_sub.add_parser("spatial", help="spatial ERF maps of one or more layers")
     sp.add_argument("--model", required=True)
-    sp.add_argument("--layers", nargs="+", default=None, help="names/globs (default: all forward_features keys)")
+    sp.add_argument("--layers", nargs="+", default=None,
+                    help="names/globs (default: all forward_features keys); 'paper': the layers the ST-ERF paper hooked")
     sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
     sp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
     _erf_common(sp)
@@ -214,8 +226,11 @@ def _add_erf_parser(sub) -> None:
     tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"])
     _erf_common(tp)
     cp = erf_sub.add_parser("compare", help="several models side by side: NAME[:k=v,...][@checkpoint] ...")
-    cp.add_argument("models", nargs="+")
-    cp.add_argument("--layers", nargs="+", default=None)
+    cp.add_argument("models", nargs="*", help="NAME[:k=v,...][@checkpoint]; none with --paper")
+    cp.add_argument("--paper", action="store_true",
+                    help="the paper's comparison: Spikformer-8-512, SDT-v1-8-384, QKFormer-10-384, SDT-v3-S with the "
+                    "conv / MLPixer / SRB mixers, at the layers the paper hooked (figure columns = hook order)")
+    cp.add_argument("--layers", nargs="+", default=None, help="names/globs for every model, or 'paper'")
     cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
     cp.add_argument("--t-out", default="all")
     cp.add_argument("--scale", default="log", choices=["log", "linear"])

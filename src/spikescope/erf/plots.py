@@ -47,31 +47,42 @@ def _metric(result, layer: str, key: str) -> float | None:
     return None if entry is None else entry.get("value")
 
 
-def plot_layers(results: dict, stem: str | Path, scale: str = "log", layers: list[str] | None = None) -> list[Path]:
-    """One row per result (model), one column per layer; shared colour scale per layer across the rows."""
+def plot_layers(
+    results: dict, stem: str | Path, scale: str = "log", layers: list[str] | dict[str, list[str]] | None = None
+) -> list[Path]:
+    """One row per result (model), one column per layer; shared colour scale per column across the rows.
+
+    ``layers`` is one list for every row, or a dict ``{label: [layer, ...]}`` of equally long lists when the models
+    name their layers differently (the paper's comparison): column j then shows each row's j-th layer.
+    """
     plt = _plt()
     labels = list(results)
     if layers is None:
         layers = []
         for r in results.values():
             layers += [k for k in r.maps if k not in layers]
-    vmax = {k: max((float(r.maps[k].max()) for r in results.values() if k in r.maps), default=0.0) for k in layers}
-    nr, nc = len(labels), len(layers)
+    rows = layers if isinstance(layers, dict) else {label: layers for label in labels}
+    nc = max(len(v) for v in rows.values())
+    titles = list(layers) if not isinstance(layers, dict) else [f"hook {j + 1}" for j in range(nc)]
+    vmax = [max((float(results[lb].maps[rows[lb][j]].max()) for lb in labels
+                 if j < len(rows[lb]) and rows[lb][j] in results[lb].maps), default=0.0) for j in range(nc)]
+    nr = len(labels)
     fig, axes = plt.subplots(nr, nc, figsize=(2.1 * nc + 0.8, 2.3 * nr + 0.4), squeeze=False)
     for i, label in enumerate(labels):
         r = results[label]
-        for j, layer in enumerate(layers):
+        for j in range(nc):
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(layer, fontsize=9)
+                ax.set_title(titles[j], fontsize=9)
             if j == 0:
                 ax.set_ylabel(label, fontsize=9)
+            layer = rows[label][j] if j < len(rows[label]) else None
             if layer not in r.maps:
                 ax.set_facecolor("0.85")
                 continue
-            im = ax.imshow(display(r.maps[layer], vmax[layer], scale), cmap="magma", vmin=0, vmax=1)
+            im = ax.imshow(display(r.maps[layer], vmax[j], scale), cmap="magma", vmin=0, vmax=1)
             a50, sig = _metric(r, layer, "area_ratio_log@0.5"), _metric(r, layer, "sigma_row")
             text = " ".join(s for s in (f"r50={a50:.3f}" if a50 is not None else "",
                                         f"σ={sig:.1f}" if sig is not None else "") if s)

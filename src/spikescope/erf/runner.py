@@ -5,6 +5,7 @@ Without a checkpoint the model keeps its random weights and its BN statistics ar
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,17 @@ from torch import nn
 from ..models import create_model, model_info
 from .calibrate import calibrate_bn
 
-__all__ = ["ModelSpec", "parse_model_spec", "parse_overrides", "build_model"]
+__all__ = ["ModelSpec", "PAPER_COMPARISON", "parse_model_spec", "parse_overrides", "paper_erf_layers", "build_model"]
+
+#: The ST-ERF paper's SNN comparison (sterf.md §1.3, §4.5): the models and sizes its figures show.
+PAPER_COMPARISON = (
+    "spikformer_8_512",
+    "sdt_v1_8_384",
+    "qkformer_10_384",
+    "sdt_v3_s:mixer=conv",
+    "sdt_v3_s:mixer=mlpixer",
+    "sdt_v3_s:mixer=srb",
+)
 
 
 @dataclass
@@ -45,6 +56,15 @@ def parse_model_spec(spec: str) -> ModelSpec:
     body, _, ckpt = spec.partition("@")
     name, _, opts = body.partition(":")
     return ModelSpec(name, parse_overrides([o for o in opts.split(",") if o]), ckpt or None)
+
+
+def paper_erf_layers(name: str) -> list[str]:
+    """The layers the ST-ERF paper hooked for a registered model (its family module's ``ERF_LAYERS``)."""
+    module = importlib.import_module(model_info(name).builder.__module__)
+    layers = getattr(module, "ERF_LAYERS", {}).get(name)
+    if not layers:
+        raise ValueError(f"the ST-ERF paper hooked no layers of {name!r}; pass --layers names or globs instead")
+    return list(layers)
 
 
 def build_model(spec: ModelSpec, *, calibrate: bool = True, input_size=None, seed: int = 0,

@@ -25,10 +25,10 @@ import torch
 
 from ..layers.meta_attention import conv1x1_bn
 from ..neurons import IntegerSpike
-from .meta_sdt import RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
+from .meta_sdt import DEPTHS, RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
 from .registry import apply_overrides, register_model
 
-__all__ = ["SDTv3Config", "SDTv3", "SIZES", "remap_sdt_v3_keys"]
+__all__ = ["SDTv3Config", "SDTv3", "SIZES", "ERF_LAYERS", "remap_sdt_v3_keys"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ SIZES = {
     "s": SDTv3Config(embed_dims=(32, 64, 128, 192)),
     "m": SDTv3Config(embed_dims=(48, 96, 192, 240)),
     "l": SDTv3Config(embed_dims=(64, 128, 256, 360)),
+}
+
+#: The tensors the ST-ERF code hooks (``block3[i].attn.proj_conv`` / ``block4[i]...``: conv + BN of the attention
+#: output, before the residual add), in our module names; stages 1-2 were not hooked (sterf.md §1.3).
+ERF_LAYERS: dict[str, tuple[str, ...]] = {
+    f"sdt_v3_{size}": tuple(f"stage{s}.blocks.{i}.attn.proj" for s in (3, 4) for i in range(DEPTHS[s - 1]))
+    for size in SIZES
 }
 
 # The authors' key names -> ours: the shared layout rules, then SDT-v3's SepConv (conv + BN pairs) and attention.
