@@ -34,7 +34,7 @@ from ..layers.attention import LIFSpec, QKChannelAttention, QKTokenAttention, Sp
 from ..layers.time import TBatchNorm2d, TConv2d, TMaxPool2d
 from ..layers.token_mlp import SpikingMLP
 from ._spiking_transformer import TokenBlock, record, to_sequence, trunc_normal_linear_init
-from .registry import apply_overrides, register_model
+from .registry import register_sizes
 
 __all__ = ["QKFormerConfig", "QKFormer", "SIZES", "PAPER_PARAMS", "ERF_LAYERS", "ERF_PROTOCOL"]
 
@@ -190,14 +190,9 @@ class QKFormer(nn.Module):
         return self.head(self.forward_features(x)["stage3"].mean(dim=(3, 4)))
 
 
-def _register(name: str, cfg: QKFormerConfig) -> None:
-    def build(**overrides) -> QKFormer:
-        return QKFormer(apply_overrides(cfg, overrides, name))
-
-    build.__doc__ = f"QKFormer HST-{sum(cfg.depths)}-{cfg.embed_dim} (NeurIPS 2024), hierarchical, Q-K attention."
-    build.__name__ = name
-    register_model(name, input_size=(3, 224, 224), timesteps=cfg.timesteps, family="qkformer")(build)
-
-
-for _name, _cfg in SIZES.items():
-    _register(_name, _cfg)
+register_sizes(
+    QKFormer,
+    SIZES,
+    family="qkformer",
+    describe=lambda name, cfg: f"QKFormer HST-{sum(cfg.depths)}-{cfg.embed_dim} (NeurIPS 2024), hierarchical, Q-K attention.",
+)

@@ -15,7 +15,7 @@ import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -30,6 +30,7 @@ __all__ = [
     "example_input",
     "count_parameters",
     "apply_overrides",
+    "register_sizes",
 ]
 
 InputKind = Literal["image", "events"]
@@ -135,6 +136,33 @@ def apply_overrides(config, overrides: dict, who: str):
     if unknown:
         raise TypeError(f"{who}: unknown option(s) {unknown}; this model accepts {names}")
     return dataclasses.replace(config, **overrides)
+
+
+def register_sizes(
+    model_cls: Callable[[Any], nn.Module],
+    sizes: dict[str, Any],
+    *,
+    family: str,
+    describe: Callable[[str, Any], str],
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    input_kind: InputKind = "image",
+) -> None:
+    """Register ``model_cls(config)`` under every ``name -> config`` of ``sizes`` (T from ``config.timesteps``).
+
+    The builders take the config's fields as overrides (:func:`apply_overrides`); ``describe(name, config)`` gives
+    each one's docstring, the description ``spikescope models`` shows.
+    """
+    for name, cfg in sizes.items():
+
+        def build(_name: str = name, _cfg: Any = cfg) -> Callable[..., nn.Module]:
+            def builder(**overrides) -> nn.Module:
+                return model_cls(apply_overrides(_cfg, overrides, _name))
+
+            builder.__name__, builder.__doc__ = _name, describe(_name, _cfg)
+            return builder
+
+        register_model(name, input_size=input_size, timesteps=cfg.timesteps, input_kind=input_kind,
+                       family=family)(build())
 
 
 def count_parameters(name: str, **overrides) -> int:

@@ -36,7 +36,7 @@ from torch import nn
 from ..layers.attention import LIFSpec, SpikeDrivenSelfAttention
 from ..layers.token_mlp import MembraneMLP
 from ._spiking_transformer import TokenBlock, record, to_sequence
-from .registry import apply_overrides, register_model
+from .registry import register_sizes
 from .spikformer import SpikingPatchSplit
 
 __all__ = ["SDTv1Config", "SpikeDrivenTransformer", "SIZES", "PAPER_PARAMS", "ERF_LAYERS", "ERF_PROTOCOL"]
@@ -138,14 +138,9 @@ class SpikeDrivenTransformer(nn.Module):
         return {k: v for k, v in state_dict.items() if ".talking_heads." not in k}
 
 
-def _register(name: str, cfg: SDTv1Config) -> None:
-    def build(**overrides) -> SpikeDrivenTransformer:
-        return SpikeDrivenTransformer(apply_overrides(cfg, overrides, name))
-
-    build.__doc__ = f"Spike-driven Transformer (SDT-v1, NeurIPS 2023) {cfg.depth}-{cfg.embed_dim}, SDSA attention."
-    build.__name__ = name
-    register_model(name, input_size=(3, 224, 224), timesteps=cfg.timesteps, family="sdt_v1")(build)
-
-
-for _name, _cfg in SIZES.items():
-    _register(_name, _cfg)
+register_sizes(
+    SpikeDrivenTransformer,
+    SIZES,
+    family="sdt_v1",
+    describe=lambda name, cfg: f"Spike-driven Transformer (SDT-v1, NeurIPS 2023) {cfg.depth}-{cfg.embed_dim}, SDSA attention.",
+)

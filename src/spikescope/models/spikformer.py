@@ -36,7 +36,7 @@ from ..layers.attention import LIFSpec, SpikingSelfAttention
 from ..layers.time import TBatchNorm2d, TConv2d, TMaxPool2d
 from ..layers.token_mlp import SpikingMLP
 from ._spiking_transformer import TokenBlock, record, to_sequence, trunc_normal_linear_init
-from .registry import apply_overrides, register_model
+from .registry import register_sizes
 
 __all__ = ["SpikformerConfig", "Spikformer", "SpikingPatchSplit", "SIZES", "PAPER_PARAMS", "ERF_LAYERS", "ERF_PROTOCOL"]
 
@@ -181,14 +181,9 @@ class Spikformer(nn.Module):
         return {k: v for k, v in state_dict.items() if ".norm1." not in k and ".norm2." not in k}
 
 
-def _register(name: str, cfg: SpikformerConfig) -> None:
-    def build(**overrides) -> Spikformer:
-        return Spikformer(apply_overrides(cfg, overrides, name))
-
-    build.__doc__ = f"Spikformer-{cfg.depth}-{cfg.embed_dim} (ICLR 2023), paper Table 2: {PAPER_PARAMS[name] / 1e6:.2f} M."
-    build.__name__ = name
-    register_model(name, input_size=(3, 224, 224), timesteps=cfg.timesteps, family="spikformer")(build)
-
-
-for _name, _cfg in SIZES.items():
-    _register(_name, _cfg)
+register_sizes(
+    Spikformer,
+    SIZES,
+    family="spikformer",
+    describe=lambda name, cfg: f"Spikformer-{cfg.depth}-{cfg.embed_dim} (ICLR 2023), paper Table 2: {PAPER_PARAMS[name] / 1e6:.2f} M.",
+)
