@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["to_sequence", "TokenBlock", "record", "trunc_normal_linear_init"]
+__all__ = ["to_sequence", "TokenBlock", "record", "flat_forward_features", "trunc_normal_linear_init"]
 
 
 def to_sequence(x: torch.Tensor, timesteps: int, in_channels: int, who: str) -> torch.Tensor:
@@ -24,6 +24,23 @@ def record(feats: dict[str, torch.Tensor], prefix: str, taps: dict[str, torch.Te
     """Copy ``taps`` into ``feats`` as ``prefix.name`` (``prefix`` alone for the name ``""``)."""
     for name, value in taps.items():
         feats[f"{prefix}.{name}" if name else prefix] = value
+
+
+def flat_forward_features(model: nn.Module, x: torch.Tensor, blocks: bool) -> dict[str, torch.Tensor]:
+    """``forward_features`` of a non-hierarchical model (``patch_embed`` then the ``block`` list).
+
+    Returns ``stage1`` (the last block's output, ``[T,B,C,H,W]``) and, with ``blocks``, ``patch_embed`` and every
+    block's taps under ``block{i}``.
+    """
+    x = model.patch_embed(to_sequence(x, model.cfg.timesteps, model.cfg.in_channels, type(model).__name__))
+    feats = {"patch_embed": x} if blocks else {}
+    for i, blk in enumerate(model.block):
+        taps = {} if blocks else None
+        x = blk(x, taps)
+        if blocks:
+            record(feats, f"block{i}", taps)
+    feats["stage1"] = x
+    return feats
 
 
 class TokenBlock(nn.Module):

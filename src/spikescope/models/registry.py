@@ -159,6 +159,7 @@ def register_sizes(
                 return model_cls(apply_overrides(_cfg, overrides, _name))
 
             builder.__name__, builder.__doc__ = _name, describe(_name, _cfg)
+            builder.__module__ = model_cls.__module__  # the family module (its ERF_LAYERS, PAPER_PARAMS, ...)
             return builder
 
         register_model(name, input_size=input_size, timesteps=cfg.timesteps, input_kind=input_kind,

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..layers.attention import LIFSpec, SpikeDrivenSelfAttention
 from ..layers.token_mlp import MembraneMLP
-from ._spiking_transformer import TokenBlock, record, to_sequence
+from ._spiking_transformer import TokenBlock, flat_forward_features
 from .registry import register_sizes
 from .spikformer import SpikingPatchSplit
 
@@ -120,15 +120,8 @@ class SpikeDrivenTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
-        x = self.patch_embed(to_sequence(x, self.cfg.timesteps, self.cfg.in_channels, "SpikeDrivenTransformer"))
-        feats = {"patch_embed": x} if blocks else {}
-        for i, blk in enumerate(self.block):
-            taps = {} if blocks else None
-            x = blk(x, taps)
-            if blocks:
-                record(feats, f"block{i}", taps)
-        feats["stage1"] = x
-        return feats
+        """``stage1`` ``[T,B,C,H,W]``; with ``blocks`` also ``patch_embed`` and every block's taps (``block{i}...``)."""
+        return flat_forward_features(self, x, blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_lif(self.forward_features(x)["stage1"].mean(dim=(3, 4))))

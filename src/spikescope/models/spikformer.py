@@ -35,7 +35,7 @@ from torch import nn
 from ..layers.attention import LIFSpec, SpikingSelfAttention
 from ..layers.time import TBatchNorm2d, TConv2d, TMaxPool2d
 from ..layers.token_mlp import SpikingMLP
-from ._spiking_transformer import TokenBlock, record, to_sequence, trunc_normal_linear_init
+from ._spiking_transformer import TokenBlock, flat_forward_features, trunc_normal_linear_init
 from .registry import register_sizes
 
 __all__ = ["SpikformerConfig", "Spikformer", "SpikingPatchSplit", "SIZES", "PAPER_PARAMS", "ERF_LAYERS", "ERF_PROTOCOL"]
@@ -163,15 +163,8 @@ class Spikformer(nn.Module):
         self.apply(trunc_normal_linear_init)
 
     def forward_features(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
-        x = self.patch_embed(to_sequence(x, self.cfg.timesteps, self.cfg.in_channels, "Spikformer"))
-        feats = {"patch_embed": x} if blocks else {}
-        for i, blk in enumerate(self.block):
-            taps = {} if blocks else None
-            x = blk(x, taps)
-            if blocks:
-                record(feats, f"block{i}", taps)
-        feats["stage1"] = x
-        return feats
+        """``stage1`` ``[T,B,C,H,W]``; with ``blocks`` also ``patch_embed`` and every block's taps (``block{i}...``)."""
+        return flat_forward_features(self, x, blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x)["stage1"].mean(dim=(3, 4)))
