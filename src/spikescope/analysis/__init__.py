@@ -1,2 +1,4 @@
-"""Analyses of spiking models: firing rates (:mod:`.firing`), spike heat maps (:mod:`.heatmap`)."""
+"""Analyses of spiking models: firing rates (:mod:`.firing`), synaptic operations and energy (:mod:`.energy`),
+spike heat maps (:mod:`.heatmap`)."""
+from .energy import EnergyMeter  # noqa: F401
 from .firing import FiringRateRecorder  # noqa: F401
