@@ -39,7 +39,7 @@ import torch
 from ..layers.meta_attention import repconv_bn
 from ..neurons import LIF, Sigmoid
 from .meta_sdt import RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
-from .registry import apply_overrides, register_model
+from .registry import register_sizes
 
 __all__ = ["MetaSpikeFormerConfig", "MetaSpikeFormer", "SIZES", "remap_meta_spikeformer_keys"]
 
@@ -131,27 +131,12 @@ class MetaSpikeFormer(MetaSDT):
         return {remap_meta_spikeformer_keys(k): v for k, v in state_dict.items()}
 
 
-_FAMILY = "meta_spikeformer"
-_MIXERS = tuple({"mixer": m} for m in ("conv", "mlpixer", "srb"))
-
-
-def _build(size: str, overrides: dict) -> MetaSpikeFormer:
-    return MetaSpikeFormer(apply_overrides(SIZES[size], overrides, f"meta_spikeformer_{size}"))
-
-
-@register_model("meta_spikeformer_15m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY, variants=_MIXERS)
-def meta_spikeformer_15m(**overrides) -> MetaSpikeFormer:
-    """Meta-SpikeFormer 15M (dims 64/128/256/360), LIF, T=4; mixer=conv|mlpixer|srb."""
-    return _build("15m", overrides)
-
-
-@register_model("meta_spikeformer_31m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY, variants=_MIXERS)
-def meta_spikeformer_31m(**overrides) -> MetaSpikeFormer:
-    """Meta-SpikeFormer 31M (dims 96/192/384/480), LIF, T=4; mixer=conv|mlpixer|srb."""
-    return _build("31m", overrides)
-
-
-@register_model("meta_spikeformer_55m", input_size=(3, 224, 224), timesteps=4, family=_FAMILY, variants=_MIXERS)
-def meta_spikeformer_55m(**overrides) -> MetaSpikeFormer:
-    """Meta-SpikeFormer 55M (dims 128/256/512/640), LIF, T=4; mixer=conv|mlpixer|srb."""
-    return _build("55m", overrides)
+register_sizes(
+    MetaSpikeFormer,
+    {f"meta_spikeformer_{size}": cfg for size, cfg in SIZES.items()},
+    family="meta_spikeformer",
+    describe=lambda name, cfg: f"Meta-SpikeFormer {name.rsplit('_', 1)[1].upper()} "
+    f"(dims {'/'.join(map(str, cfg.embed_dims))}), LIF, T={cfg.T}; mixer=conv|mlpixer|srb.",
+    time_field="T",
+    variants=tuple({"mixer": m} for m in ("conv", "mlpixer", "srb")),
+)

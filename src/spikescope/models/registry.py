@@ -146,11 +146,13 @@ def register_sizes(
     describe: Callable[[str, Any], str],
     input_size: tuple[int, int, int] = (3, 224, 224),
     input_kind: InputKind = "image",
+    time_field: str = "timesteps",
+    variants: tuple[dict, ...] = (),
 ) -> None:
-    """Register ``model_cls(config)`` under every ``name -> config`` of ``sizes`` (T from ``config.timesteps``).
+    """Register ``model_cls(config)`` under every ``name -> config`` of ``sizes`` (T read from ``time_field``).
 
     The builders take the config's fields as overrides (:func:`apply_overrides`); ``describe(name, config)`` gives
-    each one's docstring, the description ``spikescope models`` shows.
+    each one's docstring, the description ``spikescope models`` shows; ``variants`` as in :func:`register_model`.
     """
     for name, cfg in sizes.items():
 
@@ -162,8 +164,8 @@ def register_sizes(
             builder.__module__ = model_cls.__module__  # the family module (its ERF_LAYERS, PAPER_PARAMS, ...)
             return builder
 
-        register_model(name, input_size=input_size, timesteps=cfg.timesteps, input_kind=input_kind,
-                       family=family)(build())
+        register_model(name, input_size=input_size, timesteps=getattr(cfg, time_field), input_kind=input_kind,
+                       family=family, variants=variants)(build())
 
 
 def count_parameters(name: str, **overrides) -> int:

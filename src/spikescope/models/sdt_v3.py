@@ -26,7 +26,7 @@ import torch
 from ..layers.meta_attention import conv1x1_bn
 from ..neurons import IntegerSpike
 from .meta_sdt import DEPTHS, RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
-from .registry import apply_overrides, register_model
+from .registry import register_sizes
 
 __all__ = ["SDTv3Config", "SDTv3", "SIZES", "ERF_LAYERS", "remap_sdt_v3_keys"]
 
@@ -111,33 +111,15 @@ class SDTv3(MetaSDT):
         return {remap_sdt_v3_keys(k): v for k, v in state_dict.items()}
 
 
-_FAMILY = "sdt_v3"
-_MIXERS = tuple({"mixer": m} for m in ("conv", "mlpixer", "srb"))
+#: The paper's names for two of the sizes (sterf.md §3.1, inferred from the ADE20K parameter deltas).
+_PAPER_NAMES = {"s": ' (the paper\'s "SDTv3-T")', "l": ' (the paper\'s "SDTv3-B")'}
 
-
-def _build(size: str, overrides: dict) -> SDTv3:
-    return SDTv3(apply_overrides(SIZES[size], overrides, f"sdt_v3_{size}"))
-
-
-@register_model("sdt_v3_t", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
-def sdt_v3_t(**overrides) -> SDTv3:
-    """SDT-v3-T (dims 24/48/96/128, 2.7 M), integer spikes D=4; mixer=conv|mlpixer|srb."""
-    return _build("t", overrides)
-
-
-@register_model("sdt_v3_s", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
-def sdt_v3_s(**overrides) -> SDTv3:
-    """SDT-v3-S (dims 32/64/128/192, 5.1 M; the paper's "SDTv3-T"), integer spikes D=4; mixer=conv|mlpixer|srb."""
-    return _build("s", overrides)
-
-
-@register_model("sdt_v3_m", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
-def sdt_v3_m(**overrides) -> SDTv3:
-    """SDT-v3-M (dims 48/96/192/240, 10.0 M), integer spikes D=4; mixer=conv|mlpixer|srb."""
-    return _build("m", overrides)
-
-
-@register_model("sdt_v3_l", input_size=(3, 224, 224), timesteps=1, family=_FAMILY, variants=_MIXERS)
-def sdt_v3_l(**overrides) -> SDTv3:
-    """SDT-v3-L (dims 64/128/256/360, 19.0 M; the paper's "SDTv3-B"), integer spikes D=4; mixer=conv|mlpixer|srb."""
-    return _build("l", overrides)
+register_sizes(
+    SDTv3,
+    {f"sdt_v3_{size}": cfg for size, cfg in SIZES.items()},
+    family="sdt_v3",
+    describe=lambda name, cfg: f"SDT-v3-{name[-1].upper()} (dims {'/'.join(map(str, cfg.embed_dims))})"
+    f"{_PAPER_NAMES.get(name[-1], '')}, integer spikes D={cfg.spike_max}; mixer=conv|mlpixer|srb.",
+    time_field="T",
+    variants=tuple({"mixer": m} for m in ("conv", "mlpixer", "srb")),
+)
