@@ -4,7 +4,7 @@ The authors' procedure (sterf.md §6): for each of L hooked layers and each of N
 a backward at batch 1 (``y.backward(stimulus)``, parameter gradients included). Ours: one forward per batch shared
 by all layers, one input-only backward per layer per batch. Both produce the same maps (checked here).
 
-    python benchmarks/erf.py                       # SDT-v3-S-SRB when registered, else a toy stand-in
+    python benchmarks/erf.py                       # SDT-v3-S-SRB at the 8 layers the paper hooked
     python benchmarks/erf.py --model sdt_v3_s --set mixer=srb --size 64 --n 60 --json benchmarks/results/erf_cpu.json
 
 Reference point (issue 6): the authors' procedure on SDT-v3-S-SRB, 8 layers x 60 images at 224², took 26.1 s on
@@ -22,25 +22,23 @@ import numpy as np
 import torch
 
 from spikescope.erf import spatial_erf, spatial_erf_loop
-from spikescope.erf.runner import ModelSpec, build_model, parse_overrides
-from spikescope.models import list_models
+from spikescope.erf.runner import ModelSpec, build_model, paper_erf_layers, parse_overrides
 
 
 def _default_spec(args) -> tuple[ModelSpec, list[str]]:
+    """The model and layers to time: ``--model``/``--layers``, by default SDT-v3-S-SRB at the layers the paper hooked."""
     if args.model:
-        return ModelSpec(args.model, parse_overrides(args.set), None), args.layers
-    if "sdt_v3_s" in list_models():
-        return ModelSpec("sdt_v3_s", {"mixer": "srb"}, None), args.layers or ["stage3.block*", "stage4.block*"]
-    stand_in = {"activation": "integer", "depth": 8, "channels": 16, "in_channels": 3, "init": "xavier",
-                "timesteps": 1}
-    return ModelSpec("toy_convnet", stand_in, None), args.layers or ["layer*"]
+        spec = ModelSpec(args.model, parse_overrides(args.set), None)
+    else:
+        spec = ModelSpec("sdt_v3_s", {"mixer": "srb"}, None)
+    return spec, args.layers or paper_erf_layers(spec.name)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="K=V")
-    ap.add_argument("--layers", nargs="+", default=None, help="default: 8 layers (stage3/4 blocks of SDT-v3)")
+    ap.add_argument("--layers", nargs="+", default=None, help="names/globs (default: the layers the ST-ERF paper hooked)")
     ap.add_argument("--size", type=int, default=32, help="input H = W (CPU: a smaller input than 224)")
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--batch", type=int, default=30)
