@@ -15,6 +15,7 @@ This is the re-derivation the SDT papers use, not a paper number: say so when yo
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -46,7 +47,7 @@ class LayerOps:
 def _dense_macs(module: nn.Module, out: torch.Tensor) -> float:
     if isinstance(module, nn.Linear):
         return out.numel() * module.in_features
-    return out.numel() * (module.in_channels // module.groups) * float(torch.tensor(module.kernel_size).prod())
+    return out.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
 
 
 def _counts_in_units(x: torch.Tensor, unit: float, max_levels: int) -> bool:

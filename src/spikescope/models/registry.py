@@ -155,17 +155,19 @@ def register_sizes(
     each one's docstring, the description ``spikescope models`` shows; ``variants`` as in :func:`register_model`.
     """
     for name, cfg in sizes.items():
-
-        def build(_name: str = name, _cfg: Any = cfg) -> Callable[..., nn.Module]:
-            def builder(**overrides) -> nn.Module:
-                return model_cls(apply_overrides(_cfg, overrides, _name))
-
-            builder.__name__, builder.__doc__ = _name, describe(_name, _cfg)
-            builder.__module__ = model_cls.__module__  # the family module (its ERF_LAYERS, PAPER_PARAMS, ...)
-            return builder
-
         register_model(name, input_size=input_size, timesteps=getattr(cfg, time_field), input_kind=input_kind,
-                       family=family, variants=variants)(build())
+                       family=family, variants=variants)(_size_builder(model_cls, name, cfg, describe(name, cfg)))
+
+
+def _size_builder(model_cls: Callable[[Any], nn.Module], name: str, cfg: Any, doc: str) -> Callable[..., nn.Module]:
+    """``builder(**overrides) -> model_cls(apply_overrides(cfg, overrides))``, named and documented as ``name``."""
+
+    def builder(**overrides) -> nn.Module:
+        return model_cls(apply_overrides(cfg, overrides, name))
+
+    builder.__name__, builder.__doc__ = name, doc
+    builder.__module__ = model_cls.__module__  # the family module (its ERF_LAYERS, PAPER_PARAMS, ...)
+    return builder
 
 
 def count_parameters(name: str, **overrides) -> int:
