@@ -6,6 +6,7 @@ imports Triton when there is no CUDA device. The same tests then run the real ke
 tensors) and the interpreted ones on a CPU machine (on ``cpu`` tensors, tiny shapes: the interpreter is slow).
 """
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -356,3 +357,25 @@ def test_kernels_compile_for_sm90_without_fma_and_with_vector_loads(tmp_path):
            "TRITON_CACHE_DIR": str(tmp_path)}
     res = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+
+
+def test_static_traffic_of_the_benchmark_neuron_is_the_six_pass_floor(tmp_path):
+    """benchmarks/kernel_traffic.py compiles what the public modules launch for sm_90 and counts the PTX's global
+    bytes: the benchmark neuron's fwd+bwd moves exactly the 6 passes of the bandwidth floor in every dtype, the
+    uint8-code path fewer, and no kernel spills registers to local memory."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "traffic.json"
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1", "TRITON_CACHE_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, str(root / "benchmarks" / "kernel_traffic.py"), "--json", str(out)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    passes = data["fwd_bwd_passes"]
+    for dtype in ("fp32", "bf16", "fp16"):
+        assert passes[f"LIF {dtype} (benchmark neuron)"] == 6.0
+    assert passes["LIF fp32 return_state"] == 8.0  # + V written forward, + dL/dV read backward
+    assert passes["LIF fp32 Rectangle detach_reset"] == 4.5  # 1-byte codes instead of float32 H
+    assert passes["IntegerSpike fp32"] == 4.5  # x, s, 1-byte flag; grad, flag, dL/dx
+    assert all(k["local_bytes"] == 0 for k in data["kernels"]), "a kernel spills registers"
+    assert {k["kernel"] for k in data["kernels"]} == {"_lif_fwd_kernel", "_lif_bwd_kernel", "_int_fwd_kernel",
+                                                       "_int_bwd_kernel"}
