@@ -311,3 +311,54 @@ def test_srb_raster_erf_is_near_global_after_one_block():
     assert 0.004 <= areas["conv"] <= 0.012  # reference 0.008
     assert areas["mlpixer"] <= areas["conv"]  # reference 0.006
     assert areas["srb"] > 10 * areas["conv"]  # reference 0.147
+
+
+@needs_json
+def test_convert_writes_our_key_names_with_provenance(tmp_path, capsys):
+    keys = _released("sterf_sdtv3_s_splash")["keys"]
+    state = _distinct_state(keys)
+    src, dst = tmp_path / "released.pth", tmp_path / "converted.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 299}, src)
+    assert main(["convert", str(src), str(dst), "--model", "sdt_v3_s", "--set", "mixer=srb"]) == 0
+    assert "complete" in capsys.readouterr().out
+    saved = torch.load(dst, weights_only=True)
+    meta = saved["spikescope"]
+    assert meta["model"] == "sdt_v3_s" and meta["overrides"] == {"mixer": "srb"}
+    assert meta["missing"] == meta["unexpected"] == meta["mismatched"] == []
+    import hashlib
+    assert meta["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    model = create_model("sdt_v3_s", mixer="srb")
+    assert list(saved["model"]) == list(model.state_dict())  # our names, our order: no remap needed to load
+    for key, value in state.items():
+        assert torch.equal(saved["model"][remap_sdt_v3_keys(key)], value), key
+    loaded = create_model("sdt_v3_s", mixer="srb", pretrained=str(dst))
+    assert torch.equal(loaded.stage2.blocks[1].channel_mixer.fc2.conv.weight, state["ConvBlock2_2.0.conv2.weight"])
+
+
+@needs_json
+def test_convert_refuses_a_file_of_another_model_and_writes_nothing(tmp_path, capsys):
+    state = _distinct_state(_released("sterf_sdtv3_s_splash")["keys"])
+    src, dst = tmp_path / "released.pth", tmp_path / "converted.pt"
+    torch.save(state, src)
+    assert main(["convert", str(src), str(dst), "--model", "sdt_v3_s"]) == 2  # conv mixer: SRB keys do not fit
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "unexpected" in err and "--allow-partial writes" in err
+    assert not dst.exists()
+    assert main(["convert", str(src), str(dst), "--model", "sdt_v3_s", "--allow-partial"]) == 0
+    meta = torch.load(dst, weights_only=True)["spikescope"]
+    assert meta["unexpected"] and meta["missing"]
+    assert "PARTIAL" in capsys.readouterr().out
+
+
+def test_convert_errors_name_the_problem(tmp_path, capsys):
+    src = tmp_path / "x.pth"
+    src.write_bytes(b"not a checkpoint")
+    assert main(["convert", str(src), str(tmp_path / "o.pt"), "--model", "sdt_v3_s"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "--allow-partial" not in err  # the hint is for misfits only
+    assert main(["convert", str(src), str(tmp_path / "o.pt"), "--model", "no_such_net"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["convert", str(src), str(tmp_path / "o.pt"), "--model", "sdt_v3_s", "--set", "mixr=srb"]) == 2
+    assert "mixr" in capsys.readouterr().err
+    assert main(["convert", str(src), str(src), "--model", "sdt_v3_s"]) == 2
+    assert "overwrite its source" in capsys.readouterr().err

@@ -129,6 +129,26 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .erf.runner import parse_overrides
+    from .models import CheckpointError, convert_checkpoint
+    from .models.checkpoints import CheckpointMismatchError
+
+    try:
+        report = convert_checkpoint(args.model, args.src, args.dst, parse_overrides(args.set),
+                                    strict=not args.allow_partial)
+    except (CheckpointError, ValueError, TypeError) as err:  # unknown model or option, unfit or unreadable file
+        print(f"error: {err}", file=sys.stderr)
+        if isinstance(err, CheckpointMismatchError):
+            print("check --model and --set; --allow-partial writes the fitting tensors and lists the rest",
+                  file=sys.stderr)
+        return 2
+    print(report)
+    state = "complete" if report.complete else "PARTIAL (misfits recorded in the file's 'spikescope' entry)"
+    print(f"{args.model}: {state}; written to {args.dst}")
+    return 0
+
+
 def _cmd_heatmap(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -319,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default=[], action="append", help="model override key=value (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.set_defaults(func=_cmd_heatmap)
+    p = sub.add_parser("convert", help="rewrite a released checkpoint under spikescope's key names, with provenance")
+    p.add_argument("src", help="checkpoint file (the authors' released .pth or one of ours)")
+    p.add_argument("dst", help="output file")
+    p.add_argument("--model", required=True, help="registered model name the weights belong to")
+    p.add_argument("--set", default=[], action="append", metavar="K=V", help="model option (repeatable)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="write even if tensors are missing, unexpected or of another shape (they are listed)")
+    p.set_defaults(func=_cmd_convert)
     _add_erf_parser(sub)
     return parser
 

@@ -1,5 +1,12 @@
 """Model families, the registry and checkpoint loading."""
-from .checkpoints import CheckpointError, LoadReport, load_checkpoint, read_state_dict, save_checkpoint_atomic
+from .checkpoints import (
+    CheckpointError,
+    LoadReport,
+    convert_checkpoint,
+    load_checkpoint,
+    read_state_dict,
+    save_checkpoint_atomic,
+)
 from .registry import (
     ModelInfo,
     UnknownModelError,
@@ -18,6 +25,7 @@ __all__ = [
     "ModelInfo",
     "UnknownModelError",
     "apply_overrides",
+    "convert_checkpoint",
     "count_parameters",
     "create_model",
     "example_input",

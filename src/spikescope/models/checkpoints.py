@@ -3,10 +3,12 @@
 A checkpoint file may hold a bare state dict or wrap it in ``model`` / ``state_dict`` / ``model_state`` keys;
 ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes are stripped. A model whose module names differ from
 the released code defines ``remap_checkpoint(state_dict) -> state_dict`` mapping the authors' key names onto its own;
-it is applied only when the file's keys do not already match the model.
+it is applied only when the file's keys do not already match the model. :func:`convert_checkpoint` does that
+once and writes a file in this model's own key names, with where it came from.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "LoadReport", "read_state_dict", "load_checkpoint", "save_checkpoint_atomic"]
+__all__ = [
+    "CheckpointError", "CheckpointMismatchError", "LoadReport", "read_state_dict", "load_checkpoint",
+    "save_checkpoint_atomic", "convert_checkpoint",
+]
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state", "model_state_dict", "module")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -47,6 +52,14 @@ class LoadReport:
         for key, got, want in self.mismatched[:20]:
             lines.append(f"shape mismatch {key}: file {list(got)} vs model {list(want)}")
         return "\n".join(lines)
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint whose tensors do not fit the model; ``report`` lists every misfit."""
+
+    def __init__(self, message: str, report: LoadReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -100,9 +113,10 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     report.missing = [k for k in own if k not in state]
     report.loaded = list(fitting)
     if strict and not report.complete:
-        raise CheckpointError(
+        raise CheckpointMismatchError(
             f"{path} does not fit {type(model).__name__}:\n{report}\n"
-            "pass strict=False to load the matching tensors anyway"
+            "pass strict=False to load the matching tensors anyway",
+            report,
         )
     model.load_state_dict(fitting, strict=False)
     return report
@@ -120,3 +134,39 @@ def save_checkpoint_atomic(obj: object, path: str | os.PathLike) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def convert_checkpoint(
+    name: str, src: str | os.PathLike, dst: str | os.PathLike, overrides: Mapping | None = None, strict: bool = True
+) -> LoadReport:
+    """Load ``src`` (ours or the authors' released file) into model ``name`` and save it under our key names.
+
+    ``dst`` holds ``{"model": state_dict, "spikescope": {"model", "overrides", "source", "source_sha256",
+    "missing", "unexpected", "mismatched"}}``, written atomically; :func:`load_checkpoint` and ``create_model(...,
+    pretrained=dst)`` read it without remapping. With ``strict=True`` (default) a file that does not fit the model
+    raises :class:`CheckpointError` and nothing is written; with ``strict=False`` the misfits are recorded in the
+    metadata, and the model's own initial values stand in for the missing tensors.
+    """
+    from .registry import create_model
+
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise CheckpointError(f"convert would overwrite its source {src}; choose another output path")
+    overrides = dict(overrides or {})
+    model = create_model(name, **overrides)
+    report = load_checkpoint(model, src, strict=strict)
+    meta = {
+        "model": name, "overrides": overrides, "source": str(src), "source_sha256": _sha256(src),
+        "missing": report.missing, "unexpected": report.unexpected,
+        "mismatched": [[key, list(got), list(want)] for key, got, want in report.mismatched],
+    }
+    save_checkpoint_atomic({"model": model.state_dict(), "spikescope": meta}, dst)
+    return report
