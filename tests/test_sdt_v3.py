@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from spikescope.cli import main
-from spikescope.layers.meta_attention import SpikeDrivenSelfAttention
+from spikescope.layers.meta_attention import MetaSpikeDrivenSelfAttention
 from spikescope.models import CheckpointError, count_parameters, create_model, list_models, load_checkpoint, model_info
 from spikescope.models.sdt_v3 import remap_sdt_v3_keys
 
@@ -265,7 +265,7 @@ def test_sdsa_equals_the_released_token_layout_computation():
     """Q (K^T V) on channel-first heads == the released (Q K^T) V on [N, d] tokens, heads split channel-major."""
     torch.manual_seed(2)
     dim, heads, T, B, H, W = 16, 8, 2, 3, 4, 5
-    attn = SpikeDrivenSelfAttention(dim, nn.Identity, heads=heads, v_ratio=4).double().eval()
+    attn = MetaSpikeDrivenSelfAttention(dim, nn.Identity, heads=heads, v_ratio=4).double().eval()
     x = torch.randn(T, B, dim, H, W, dtype=torch.float64)
     N = H * W
 

@@ -4,15 +4,15 @@ Every block maps ``[T, B, C, H, W] -> [T, B, C, H, W]`` and is parametrised by a
 integer spikes for v3). Residual adds are on real-valued tensors; every branch starts with a spike ("membrane
 shortcut").
 
-==================== =====================================================================================
-:class:`SepConv`     token mixer: SN -> 1x1 (C->2C) + BN -> SN -> dw kxk [+ BN -> SN] -> 1x1 (2C->C) + BN
-:class:`RepConv`     SDT-v2 re-parameterisable conv: 1x1 -> BN-and-pad -> dw 3x3 (no pad) -> 1x1 -> BN
-:class:`SpikeDrivenSelfAttention`  SDSA of v2 (RepConv q/k/v/proj, V width C) and v3 (1x1, V width 4C)
-:class:`MLP`         SN -> Conv1d (C->rC, bias) + BN1d -> SN -> Conv1d (rC->C, bias) + BN1d on tokens
-:class:`ConvBlock`   x + SepConv_k(x), then x + channel_mixer(x)
-:class:`TransformerBlock` [x + SepConv_3(x) (v3)], x + Attn(x), x + MLP(x)
-:class:`Downsample`  [SN ->] Conv (bias) + BN
-==================== =====================================================================================
+===================================== ====================================================================================
+:class:`SepConv`                      token mixer: SN -> 1x1 (C->2C) + BN -> SN -> dw kxk [+ BN -> SN] -> 1x1 (2C->C) + BN
+:class:`RepConv`                      SDT-v2 re-parameterisable conv: 1x1 -> BN-and-pad -> dw 3x3 (no pad) -> 1x1 -> BN
+:class:`MetaSpikeDrivenSelfAttention` SDSA of v2 (RepConv q/k/v/proj, V width C) and v3 (1x1, V width 4C)
+:class:`MLP`                          SN -> Conv1d (C->rC, bias) + BN1d -> SN -> Conv1d (rC->C, bias) + BN1d on tokens
+:class:`ConvBlock`                    x + SepConv_k(x), then x + channel_mixer(x)
+:class:`TransformerBlock`             [x + SepConv_3(x) (v3)], x + Attn(x), x + MLP(x)
+:class:`Downsample`                   [SN ->] Conv (bias) + BN
+===================================== ====================================================================================
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from .conv_bn import ConvBN, NeuronFactory
 __all__ = [
     "SepConv",
     "RepConv",
-    "SpikeDrivenSelfAttention",
+    "MetaSpikeDrivenSelfAttention",
     "MLP",
     "ConvBlock",
     "TransformerBlock",
@@ -119,7 +119,7 @@ def repconv_bn(c_in: int, c_out: int) -> nn.Module:
     return _RepConvBN(c_in, c_out)
 
 
-class SpikeDrivenSelfAttention(nn.Module):
+class MetaSpikeDrivenSelfAttention(nn.Module):
     """Spike-driven self-attention on ``[T, B, C, H, W]`` (N = H*W tokens, ``heads`` heads).
 
     x' = SN(x); Q = SN(P_q(x')), K = SN(P_k(x')) (C channels), V = SN(P_v(x')) (``v_ratio``*C channels);
@@ -145,7 +145,7 @@ class SpikeDrivenSelfAttention(nn.Module):
     ) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"SpikeDrivenSelfAttention: dim {dim} is not divisible by heads {heads}")
+            raise ValueError(f"MetaSpikeDrivenSelfAttention: dim {dim} is not divisible by heads {heads}")
         self.heads = heads
         self.scale = float(scale) if scale is not None else 2.0 * (dim // heads) ** -0.5
         v_dim = dim * v_ratio

@@ -32,9 +32,9 @@ from ..layers.meta_attention import (
     MLP,
     ConvBlock,
     Downsample,
+    MetaSpikeDrivenSelfAttention,
     ProjFactory,
     SepConv,
-    SpikeDrivenSelfAttention,
     TransformerBlock,
 )
 from ..layers.mixers import LAYOUTS, MIXERS, build_mixer
@@ -139,7 +139,7 @@ class MetaSDT(nn.Module):
             return ConvBlock(SepConv(dim, 7, n, dw_norm=spec.sepconv_dw_norm), mixer)
 
         def transformer_block(dim: int) -> TransformerBlock:
-            attn = SpikeDrivenSelfAttention(
+            attn = MetaSpikeDrivenSelfAttention(
                 dim, n, spec.attn_neuron, cfg.heads, spec.attn_v_ratio, spec.attn_scale, spec.attn_proj
             )
             token = SepConv(dim, 3, n, dw_norm=spec.sepconv_dw_norm) if spec.transformer_sepconv else None
