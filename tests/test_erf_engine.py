@@ -128,3 +128,36 @@ def test_save_and_load_roundtrip(tmp_path):
     out = t.save(tmp_path / "t")
     assert (out / "temporal.png").exists() and (out / "temporal.pdf").exists()
     assert type(t).load(out).matrix.shape == (4, 4)
+
+
+class _AmplifySecondSample(nn.Module):
+    def forward(self, y):  # [T, B, C, H, W]; 1e30 * 1e30 overflows float32 for sample 1 only
+        scale = torch.ones(1, y.shape[1], 1, 1, 1)
+        scale[:, 1:2] = 1e30
+        return y * scale * scale
+
+
+class _Overflow(nn.Module):
+    """A conv, then a layer whose output (and so its input gradient) overflows for the second sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.amp = _AmplifySecondSample()
+        self.timesteps = 2
+
+    def forward(self, x):  # [T, B, 1, H, W]
+        T, B = x.shape[:2]
+        return self.amp(self.conv(x.flatten(0, 1)).unflatten(0, (T, B)))
+
+
+def test_non_finite_gradients_are_refused_with_the_layer_and_sample_count():
+    from spikescope.erf import NonFiniteGradientError
+
+    kw = dict(input_size=(1, 8, 8), n_boot=0, progress=False)
+    with pytest.raises(NonFiniteGradientError, match=r"layer 'amp'.*1 of 3 sample\(s\) is not finite"):
+        spatial_erf(_Overflow(), "noise", "amp", batch_size=3, n_samples=3, feed="sequence", **kw)
+    with pytest.raises(NonFiniteGradientError, match="1 of 3"):
+        temporal_erf(_Overflow(), "noise", "amp", batch_size=3, n_samples=3, **kw)
+    ok = spatial_erf(_Overflow(), "noise", ["conv", "amp"], batch_size=1, n_samples=1, feed="sequence", **kw)
+    assert all(np.isfinite(m).all() for m in ok.maps.values())  # a batch of sample 0 alone is finite

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,30 +37,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # --- train / eval (spikescope.train) ---
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .data import DatasetNotFoundError
-    from .train import ConfigError, fit, load_config
+    from .train import fit, load_config
 
-    try:
-        cfg = load_config(args.config, args.set)
-        result = fit(cfg, resume=args.resume)
-    except (ConfigError, DatasetNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = fit(load_config(args.config, args.set), resume=args.resume)
     if result.history:
         print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .data import DatasetNotFoundError
-    from .train import ConfigError
     from .train.evaluate import evaluate_checkpoint, format_report, write_json
 
-    try:
-        res = evaluate_checkpoint(args.checkpoint, args.config, args.set, device=args.device, ema=args.ema)
-    except (ConfigError, DatasetNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    res = evaluate_checkpoint(args.checkpoint, args.config, args.set, device=args.device, ema=args.ema)
     print(format_report(res))
     if args.json:
         write_json(res, args.json)
@@ -131,18 +120,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .erf.runner import parse_overrides
-    from .models import CheckpointError, convert_checkpoint
+    from .models import convert_checkpoint
     from .models.checkpoints import CheckpointMismatchError
 
     try:
         report = convert_checkpoint(args.model, args.src, args.dst, parse_overrides(args.set),
                                     strict=not args.allow_partial)
-    except (CheckpointError, ValueError, TypeError) as err:  # unknown model or option, unfit or unreadable file
-        print(f"error: {err}", file=sys.stderr)
-        if isinstance(err, CheckpointMismatchError):
-            print("check --model and --set; --allow-partial writes the fitting tensors and lists the rest",
-                  file=sys.stderr)
-        return 2
+    except CheckpointMismatchError as err:
+        hint = "check --model and --set; --allow-partial writes the fitting tensors and lists the rest"
+        raise CheckpointMismatchError(f"{err}\n{hint}", err.report) from None
     print(report)
     state = "complete" if report.complete else "PARTIAL (misfits recorded in the file's 'spikescope' entry)"
     print(f"{args.model}: {state}; written to {args.dst}")
@@ -351,9 +337,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_user_error(err: BaseException) -> bool:
+    """Errors raised on bad input (names, options, files, shapes), all with a message that says what to change."""
+    from .models.checkpoints import CheckpointError
+
+    return isinstance(err, (ValueError, TypeError, OSError, CheckpointError))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; bad input ends with a one-line error and exit code 2 instead of a traceback.
+
+    ``SPIKESCOPE_TRACEBACK=1`` re-raises such errors, for debugging.
+    """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as err:
+        if not _is_user_error(err) or os.environ.get("SPIKESCOPE_TRACEBACK"):
+            raise
+        print(f"spikescope {args.command}: error: {err}", file=sys.stderr)
+        print("(set SPIKESCOPE_TRACEBACK=1 to see where it was raised)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

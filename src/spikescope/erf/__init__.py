@@ -4,6 +4,7 @@ from .hooks import LayerError
 from .inputs import make_source
 from .metrics import area90, area_ratios, bootstrap_metrics, fit_exp_decay, gaussian_fit
 from .result import ERFResult
+from .session import NonFiniteGradientError
 from .spatial import MODES, spatial_erf, spatial_erf_loop
 from .temporal import temporal_erf, terf_curve
 
@@ -11,6 +12,7 @@ __all__ = [
     "ERFResult",
     "LayerError",
     "MODES",
+    "NonFiniteGradientError",
     "area90",
     "area_ratios",
     "bootstrap_metrics",

@@ -17,7 +17,25 @@ from torch import nn
 from .hooks import PROBE_BATCH, LayerError, LayerRef, as_sequence, capture, resolve_layers, run_model
 from .inputs import SampleSource
 
-__all__ = ["erf_mode", "infer_timesteps", "Probe", "probe_layers", "make_leaf", "forward_layers", "parse_t_out"]
+__all__ = [
+    "erf_mode", "infer_timesteps", "Probe", "probe_layers", "make_leaf", "forward_layers", "parse_t_out",
+    "NonFiniteGradientError", "check_finite_gradient",
+]
+
+
+class NonFiniteGradientError(ValueError):
+    """An input gradient overflowed (inf/NaN): averaging it into a map would make the whole map meaningless."""
+
+
+def check_finite_gradient(g: torch.Tensor, layer: str) -> None:
+    """Raise :class:`NonFiniteGradientError` naming ``layer`` if the input gradient ``g [T, B, ...]`` is not finite."""
+    finite = torch.isfinite(g).flatten(2).all(2).all(0)  # [B]
+    if not bool(finite.all()):
+        raise NonFiniteGradientError(
+            f"layer {layer!r}: the input gradient of {int((~finite).sum())} of {finite.numel()} sample(s) is not "
+            "finite (overflow in the backward pass). With random weights, calibrate BN on noise (the default; "
+            "leave out --no-calibrate) or load trained weights; a smaller input size or model.double() also helps."
+        )
 
 
 @contextmanager

@@ -26,7 +26,16 @@ from torch import nn
 from .inputs import make_source
 from .metrics import bootstrap_metrics
 from .result import ERFResult
-from .session import centre_of, erf_mode, forward_layers, infer_timesteps, make_leaf, parse_t_out, probe_layers
+from .session import (
+    centre_of,
+    check_finite_gradient,
+    erf_mode,
+    forward_layers,
+    infer_timesteps,
+    make_leaf,
+    parse_t_out,
+    probe_layers,
+)
 
 __all__ = ["spatial_erf", "spatial_erf_loop", "MODES"]
 
@@ -65,6 +74,7 @@ class _Accumulator:
     def add(self, name: str, g: torch.Tensor | None, leaf: torch.Tensor, mode: str) -> None:
         if g is None:  # the layer does not depend on the input at all
             g = torch.zeros_like(leaf)
+        check_finite_gradient(g, name)
         per_sample, per_t = _aggregate(g.detach(), mode)
         self.samples[name].append(per_sample.double().cpu().numpy())
         acc = per_t.double().sum(1).cpu().numpy()

@@ -28,7 +28,15 @@ from .hooks import LayerError, check_neuron
 from .inputs import make_source
 from .metrics import fit_exp_decay
 from .result import ERFResult, _clean
-from .session import centre_of, erf_mode, forward_layers, infer_timesteps, make_leaf, probe_layers
+from .session import (
+    centre_of,
+    check_finite_gradient,
+    erf_mode,
+    forward_layers,
+    infer_timesteps,
+    make_leaf,
+    probe_layers,
+)
 
 __all__ = ["temporal_erf", "terf_curve"]
 
@@ -116,6 +124,7 @@ def temporal_erf(
                             (g,) = torch.autograd.grad(y, leaf, stim, retain_graph=t < T - 1, allow_unused=True)
                         if g is None:
                             g = torch.zeros_like(leaf)
+                        check_finite_gradient(g, name)
                         a = g.detach().abs()  # [T_in, B, C, H, W]
                         mats[idx, t, :] = a.sum((2, 3, 4)).double().T.cpu().numpy()
                         per_in = a.mean(2).double().sum(1).cpu().numpy()  # [T_in, H, W], summed over the batch
