@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from spikescope.models import (
     example_input,
     list_models,
     load_checkpoint,
+    model_info,
     save_checkpoint_atomic,
 )
 
@@ -76,3 +79,14 @@ def test_cli_models_lists_every_mixer_variant_with_its_count(capsys):
     out = capsys.readouterr().out
     for row in ("mixer=conv", "5.106M", "mixer=mlpixer", "4.498M", "mixer=srb", "4.801M"):
         assert row in out
+
+
+@pytest.mark.parametrize("name", ["sdt_v3_t", "meta_spikeformer_15m", "spikformer_8_384", "sdt_v1_8_384",
+                                  "qkformer_10_384", "sma_vgg8_dvs128", "ms_resnet18"])
+@pytest.mark.parametrize("shape", [(1, 1, 32, 32), (3, 32, 32), (2, 1, 1, 1, 32, 32)], ids=str)
+def test_wrong_input_shape_names_the_layout_and_the_callers_shape(name, shape):
+    """Every family checks the input before repeating an image over T, so the error quotes what was passed."""
+    model = create_model(name)
+    with pytest.raises(ValueError, match=rf"expected .*\[T, B, {model_info(name).input_size[0]}, H, W\].*"
+                                         rf"got shape {re.escape(str(shape))}"):
+        model(torch.zeros(shape))

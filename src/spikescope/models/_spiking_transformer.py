@@ -10,14 +10,12 @@ __all__ = ["to_sequence", "TokenBlock", "record", "flat_forward_features", "trun
 
 def to_sequence(x: torch.Tensor, timesteps: int, in_channels: int, who: str) -> torch.Tensor:
     """``[B,C,H,W]`` (a static image, repeated over ``timesteps``) or ``[T,B,C,H,W]`` -> ``[T,B,C,H,W]``."""
-    if x.dim() == 4:
-        x = x.unsqueeze(0).repeat(timesteps, 1, 1, 1, 1)
-    if x.dim() != 5 or x.shape[2] != in_channels:
+    if x.dim() not in (4, 5) or x.shape[-3] != in_channels:
         raise ValueError(
             f"{who}: expected an image [B, {in_channels}, H, W] (repeated over T={timesteps}) or a sequence "
             f"[T, B, {in_channels}, H, W], got shape {tuple(x.shape)}"
         )
-    return x
+    return x.unsqueeze(0).repeat(timesteps, 1, 1, 1, 1) if x.dim() == 4 else x
 
 
 def record(feats: dict[str, torch.Tensor], prefix: str, taps: dict[str, torch.Tensor]) -> None:

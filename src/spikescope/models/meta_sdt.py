@@ -162,13 +162,13 @@ class MetaSDT(nn.Module):
         return [self.stage1, self.stage2, self.stage3, self.stage4]
 
     def _as_sequence(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4:
-            x = x.unsqueeze(0).expand(self.cfg.T, *x.shape)
-        if x.dim() != 5 or x.shape[2] != self.cfg.in_chans:
+        if x.dim() not in (4, 5) or x.shape[-3] != self.cfg.in_chans:
             raise ValueError(
                 f"{type(self).__name__}: expected [B, {self.cfg.in_chans}, H, W] or [T, B, {self.cfg.in_chans}, H, W],"
                 f" got shape {tuple(x.shape)}"
             )
+        if x.dim() == 4:
+            x = x.unsqueeze(0).expand(self.cfg.T, *x.shape)
         H, W = x.shape[-2:]
         if H % STRIDE or W % STRIDE:
             fix_h, fix_w = -(-H // STRIDE) * STRIDE, -(-W // STRIDE) * STRIDE

@@ -115,13 +115,13 @@ class VGG8(nn.Module):
         ]))
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4:
-            x = x.unsqueeze(0).expand(self.cfg.timesteps, *x.shape)
-        if x.dim() != 5 or x.shape[2] != self.cfg.in_channels:
+        if x.dim() not in (4, 5) or x.shape[-3] != self.cfg.in_channels:
             raise ValueError(
                 f"VGG8: expected event frames [T, B, {self.cfg.in_channels}, H, W] (or a static "
                 f"[B, {self.cfg.in_channels}, H, W]), got shape {tuple(x.shape)}"
             )
+        if x.dim() == 4:
+            x = x.unsqueeze(0).expand(self.cfg.timesteps, *x.shape)
         if min(x.shape[-2:]) < 32:
             raise ValueError(f"VGG8: frames must be at least 32x32 (five 2x2 max-pools), got {tuple(x.shape[-2:])}")
         return x
