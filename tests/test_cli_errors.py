@@ -15,6 +15,7 @@ CASES = {
     "missing checkpoint": (["heatmap", "--model", "toy_convnet", "--checkpoint", "{tmp}/w.pt", "--layer", "x",
                             "--out", "{tmp}/h"], "checkpoint file not found"),
     "missing config": (["train", "--config", "{tmp}/none.yaml"], "config file not found"),
+    "missing eval checkpoint": (["eval", "--checkpoint", "{tmp}/best.pt"], "checkpoint file not found"),
 }
 
 

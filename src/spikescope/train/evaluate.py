@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..analysis.firing import FiringRateRecorder
-from ..models import create_model, load_checkpoint
+from ..models import CheckpointError, create_model, load_checkpoint
 from .config import Config, ConfigError, config_from_dict, load_config
 from .data import build_datasets, build_loaders
 from .distributed import DistInfo
@@ -38,6 +38,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overr
     ``ema=True`` evaluates the EMA weights of a ``last.pt``.
     """
     checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"checkpoint file not found: {checkpoint}")
     cfg = _config_for(checkpoint, config, list(overrides))
     cfg.train.progress = False
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
