@@ -47,9 +47,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     spec, layers = _default_spec(args)
-    model, size, T, weights = build_model(spec, seed=0)
+    model, size, T, weights = build_model(spec, seed=0, device=args.device)
     size = (size[0], args.size, args.size)
-    model = model.to(args.device)
     kw = dict(n_samples=args.n, input_size=size, timesteps=T, seed=0)
     # warm-up (first-call allocations, lazy inits) on a few samples, outside the timings
     spatial_erf(model, "noise", layers, **{**kw, "n_samples": 2}, batch_size=2, n_boot=0, progress=False)

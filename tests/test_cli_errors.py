@@ -43,3 +43,10 @@ def test_programming_errors_still_raise(monkeypatch):
     monkeypatch.setattr(cli, "_cmd_models", broken)
     with pytest.raises(KeyError):
         main(["models"])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the error is for machines without CUDA")
+def test_cuda_device_without_cuda_is_a_clear_error(tmp_path, capsys):
+    argv = ["erf", "spatial", "--model", "toy_convnet", "--device", "cuda", "--n", "2", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "no CUDA device" in capsys.readouterr().err

@@ -161,3 +161,30 @@ def test_non_finite_gradients_are_refused_with_the_layer_and_sample_count():
         temporal_erf(_Overflow(), "noise", "amp", batch_size=3, n_samples=3, **kw)
     ok = spatial_erf(_Overflow(), "noise", ["conv", "amp"], batch_size=1, n_samples=1, feed="sequence", **kw)
     assert all(np.isfinite(m).all() for m in ok.maps.values())  # a batch of sample 0 alone is finite
+
+
+def test_leaf_and_calibration_follow_the_model_dtype():
+    """A float64 model gets a float64 leaf and float64 calibration noise; its maps match float32's."""
+    from spikescope.erf import calibrate_bn
+
+    kw = dict(n_samples=4, input_size=(3, 16, 16), n_boot=0, progress=False)
+    maps32 = spatial_erf(_lif_net().eval(), "noise", "layer*", **kw).maps
+    torch.manual_seed(0)
+    maps64 = spatial_erf(_lif_net().double().eval(), "noise", "layer*", **kw).maps
+    for name in maps32:
+        _close(maps32[name], maps64[name])
+    model = create_model("sdt_v3_t", num_classes=0).double()
+    calibrate_bn(model, (3, 32, 32), n_batches=1, batch_size=1)
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert bn.running_mean.dtype == torch.float64 and bn.running_mean.abs().sum() > 0
+
+
+@pytest.mark.gpu
+def test_cuda_model_maps_equal_cpu_maps():
+    kw = dict(n_samples=4, input_size=(3, 16, 16), n_boot=0, progress=False, batch_size=2)
+    torch.manual_seed(0)
+    cpu = spatial_erf(_lif_net().eval(), "noise", "layer*", **kw)
+    torch.manual_seed(0)
+    gpu = spatial_erf(_lif_net().cuda().eval(), "noise", "layer*", **kw)
+    for name in cpu.layers:
+        _close(cpu.maps[name], gpu.maps[name])

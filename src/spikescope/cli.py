@@ -173,6 +173,8 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
     return 0
+
+
 # --- erf (issue 6) ---------------------------------------------------------------------------------------------
 def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="K=V", help="model option, repeatable")
@@ -185,6 +187,7 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:1', ...")
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -203,11 +206,12 @@ def _erf_t_out(value: str):
 
 
 def _erf_build(spec, args):
-    from .erf.runner import build_model
+    from .erf.runner import build_model, resolve_device
     from .models import model_info
 
     size = _erf_size(args, model_info(spec.name).input_size)
-    return build_model(spec, calibrate=not args.no_calibrate, input_size=size, seed=args.seed)
+    return build_model(spec, calibrate=not args.no_calibrate, input_size=size, seed=args.seed,
+                       device=resolve_device(args.device))
 
 
 def _erf_print(result, out) -> None:
@@ -240,7 +244,7 @@ def _cmd_erf(args: argparse.Namespace) -> int:
     results, columns = {}, {}
     for spec in specs:
         model, size, T, weights = _erf_build(spec, args)
-        meta = {"weights": weights, "model_spec": spec.label}
+        meta = {"weights": weights, "model_spec": spec.label, "device": str(next(model.parameters()).device)}
         common = dict(n_samples=args.n if args.inputs.startswith("noise") else None, input_size=size,
                       batch_size=args.batch, timesteps=T, seed=args.seed, n_boot=args.boot, label=spec.label,
                       offset=tuple(args.offset), extra_meta=meta)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .hooks import run_model
+from .session import placement
 
 __all__ = ["calibrate_bn"]
 
@@ -47,10 +48,11 @@ def calibrate_bn(
         m.momentum = None
         m.train()
     g = torch.Generator().manual_seed(seed)
+    device, dtype = placement(model)
     try:
         with torch.no_grad():
             for _ in range(n_batches):
-                x = torch.randn((batch_size, *input_size), generator=g)
+                x = torch.randn((batch_size, *input_size), generator=g).to(device=device, dtype=dtype)
                 try:
                     run_model(model, x)
                 except (RuntimeError, ValueError, TypeError):

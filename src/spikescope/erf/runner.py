@@ -67,12 +67,27 @@ def paper_erf_layers(name: str) -> list[str]:
     return list(layers)
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"``: the current CUDA device when there is one, else the CPU; any other name as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device here; use --device cpu")
+    return device
+
+
 def build_model(spec: ModelSpec, *, calibrate: bool = True, input_size=None, seed: int = 0,
-                calib_batches: int = 4, calib_batch_size: int = 8) -> tuple[nn.Module, tuple, int, str]:
-    """Returns ``(model in eval mode, input_size (C, H, W), timesteps, weights description)``."""
+                calib_batches: int = 4, calib_batch_size: int = 8,
+                device: str | torch.device = "cpu") -> tuple[nn.Module, tuple, int, str]:
+    """Returns ``(model in eval mode on device, input_size (C, H, W), timesteps, weights description)``.
+
+    Random weights are drawn on the CPU from ``seed`` (the same on every device), then moved; BN calibration runs
+    on ``device``.
+    """
     info = model_info(spec.name)
     torch.manual_seed(seed)  # random weights are reproducible from the seed
-    model = create_model(spec.name, pretrained=spec.checkpoint, **spec.overrides)
+    model = create_model(spec.name, pretrained=spec.checkpoint, **spec.overrides).to(device)
     cfg = getattr(model, "cfg", None)
     size = tuple(input_size) if input_size else info.input_size
     size = (int(getattr(cfg, "in_channels", size[0])), *size[1:])  # an in_channels override changes C

@@ -7,6 +7,7 @@ one-step leaf, so per-input-timestep maps collapse into one. ``feed="auto"`` tri
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from .hooks import PROBE_BATCH, LayerError, LayerRef, as_sequence, capture, reso
 from .inputs import SampleSource
 
 __all__ = [
-    "erf_mode", "infer_timesteps", "Probe", "probe_layers", "make_leaf", "forward_layers", "parse_t_out",
+    "erf_mode", "infer_timesteps", "Probe", "probe_layers", "placement", "make_leaf", "forward_layers", "parse_t_out",
     "NonFiniteGradientError", "check_finite_gradient",
 ]
 
@@ -73,13 +74,23 @@ def infer_timesteps(model: nn.Module, explicit: int | None, sample: torch.Tensor
     return 1
 
 
-def make_leaf(x: torch.Tensor, T: int) -> torch.Tensor:
-    """``[B, C, H, W]`` (repeated over T) or ``[T, B, C, H, W]`` -> a detached ``[T, B, C, H, W]`` leaf needing grad."""
+def placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of the model's first floating-point parameter or buffer (CPU float32 if it has none)."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def make_leaf(x: torch.Tensor, T: int, model: nn.Module) -> torch.Tensor:
+    """``[B, C, H, W]`` (repeated over T) or ``[T, B, C, H, W]`` -> a detached ``[T, B, C, H, W]`` leaf needing grad,
+    on the model's device and in its dtype."""
     if x.dim() == 4:
         x = x.unsqueeze(0).repeat(T, 1, 1, 1, 1)
     elif x.dim() != 5:
         raise ValueError(f"expected input batches [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}")
-    return x.detach().clone().requires_grad_(True)
+    device, dtype = placement(model)
+    return x.detach().to(device=device, dtype=dtype).clone().requires_grad_(True)
 
 
 def forward_layers(
@@ -127,7 +138,7 @@ def probe_layers(
         leaf_T = T if mode == "sequence" else 1
         try:
             with torch.no_grad():
-                leaf = make_leaf(x, leaf_T)
+                leaf = make_leaf(x, leaf_T, model)
                 feats = run_model(model, leaf if mode == "sequence" else leaf[0])
             break
         except (RuntimeError, ValueError, TypeError) as e:
@@ -141,7 +152,7 @@ def probe_layers(
     refs = resolve_layers(model, list(feats) if layers is None else layers, list(feats))
     probe = Probe(refs, mode, leaf_T)
     with torch.no_grad():
-        ys = forward_layers(model, make_leaf(x, leaf_T), refs, mode, T, replace)
+        ys = forward_layers(model, make_leaf(x, leaf_T, model), refs, mode, T, replace)
     for name, y in ys.items():
         probe.shapes[name] = (y.shape[0], y.shape[2], y.shape[3], y.shape[4])
     return probe

@@ -193,7 +193,7 @@ def spatial_erf(
         with tqdm(total=len(source), desc="spatial ERF", unit="img", disable=not progress) as bar:
             for lo in range(0, len(source), batch_size):
                 idx = list(range(lo, min(lo + batch_size, len(source))))
-                leaf = make_leaf(source.batch(idx), probe.leaf_T)
+                leaf = make_leaf(source.batch(idx), probe.leaf_T, model)
                 with torch.enable_grad():
                     ys = forward_layers(model, leaf, probe.refs, probe.feed, T)
                     for i, name in enumerate(names):
@@ -247,7 +247,7 @@ def spatial_erf_loop(
 
         for ref in tqdm(probe.refs, desc="per-sample loop", disable=not progress):
             for k in range(len(source)):
-                leaf = make_leaf(source.batch([k]), probe.leaf_T)
+                leaf = make_leaf(source.batch([k]), probe.leaf_T, model)
                 with torch.enable_grad():
                     y = forward_layers(model, leaf, [ref], probe.feed, T)[ref.name]
                     stim = _stimulus(y, t_sel[ref.name], centres[ref.name], mode)

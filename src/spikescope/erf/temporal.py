@@ -113,7 +113,7 @@ def temporal_erf(
         with tqdm(total=N, desc="temporal ERF", unit="img", disable=not progress) as bar:
             for lo in range(0, N, batch_size):
                 idx = list(range(lo, min(lo + batch_size, N)))
-                leaf = make_leaf(source.batch(idx), T)
+                leaf = make_leaf(source.batch(idx), T, model)
                 with torch.enable_grad():
                     y = forward_layers(model, leaf, probe.refs, "sequence", T, replace)[name]
                     for t in range(T):
