@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from spikescope.erf import spatial_erf, spatial_erf_loop
-from spikescope.erf.runner import ModelSpec, build_model, paper_erf_layers, parse_overrides
+from spikescope.erf.runner import ModelSpec, build_model, paper_erf_layers
+from spikescope.models import parse_overrides
 
 
 def _default_spec(args) -> tuple[ModelSpec, list[str]]:

@@ -18,22 +18,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
-from spikescope.models import create_model, example_input
+from spikescope.models import create_model, example_input, parse_overrides
 
 AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["mixer=srb", "T=4"]`` -> ``{"mixer": "srb", "T": 4}`` (values parsed as YAML scalars)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def _peak_rss_mib() -> float:

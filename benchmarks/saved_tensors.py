@@ -14,9 +14,8 @@ import argparse
 import collections
 
 import torch
-from models import parse_overrides
 
-from spikescope.models import create_model, example_input
+from spikescope.models import create_model, example_input, parse_overrides
 
 
 def saved_bytes(name: str, overrides: dict, batch: int, dtype: torch.dtype) -> dict[tuple[str, str], int]:

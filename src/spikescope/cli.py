@@ -81,8 +81,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     from .analysis.energy import E_MAC_PJ, EnergyMeter
     from .analysis.firing import FiringRateRecorder
-    from .erf.runner import ModelSpec, build_model, parse_overrides
-    from .models import model_info
+    from .erf.runner import ModelSpec, build_model
+    from .models import model_info, parse_overrides
 
     info = model_info(args.model)
     size = None if not args.size else (info.input_size[0], args.size[0], args.size[-1])
@@ -119,8 +119,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .erf.runner import parse_overrides
-    from .models import convert_checkpoint
+    from .models import convert_checkpoint, parse_overrides
     from .models.checkpoints import CheckpointMismatchError
 
     try:
@@ -138,19 +137,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_heatmap(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
-    import yaml
 
     from .analysis.heatmap import spike_heatmaps
-    from .models import create_model, example_input, load_checkpoint, model_info
+    from .models import create_model, example_input, load_checkpoint, model_info, parse_overrides
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"--set expects key=value, got {item!r}", file=sys.stderr)
-            return 2
-        overrides[key] = yaml.safe_load(value)
-    model = create_model(args.model, **overrides)
+    model = create_model(args.model, **parse_overrides(args.set))
     if args.checkpoint:
         print(load_checkpoint(model, args.checkpoint))
     model.eval()
@@ -166,11 +157,7 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
         if cfg is not None and hasattr(cfg, "input_size") and hasattr(cfg, "in_channels"):
             x = torch.rand(*x.shape[:-3], cfg.in_channels, *cfg.input_size)
         print(f"no --input given: using a random input of shape {list(x.shape)} (the model's input layout)")
-    try:
-        paths = spike_heatmaps(model, x, args.layer, args.out)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    paths = spike_heatmaps(model, x, args.layer, args.out)
     print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
     return 0
 
@@ -229,7 +216,8 @@ def _erf_print(result, out) -> None:
 
 def _cmd_erf(args: argparse.Namespace) -> int:
     from .erf import plots, spatial_erf, temporal_erf
-    from .erf.runner import PAPER_COMPARISON, ModelSpec, paper_erf_layers, parse_model_spec, parse_overrides
+    from .erf.runner import PAPER_COMPARISON, ModelSpec, paper_erf_layers, parse_model_spec
+    from .models import parse_overrides
 
     if args.erf_cmd == "compare":
         names = args.models or (list(PAPER_COMPARISON) if args.paper else [])

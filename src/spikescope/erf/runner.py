@@ -9,13 +9,12 @@ import importlib
 from dataclasses import dataclass
 
 import torch
-import yaml
 from torch import nn
 
-from ..models import create_model, model_info
+from ..models import create_model, model_info, parse_overrides
 from .calibrate import calibrate_bn
 
-__all__ = ["ModelSpec", "PAPER_COMPARISON", "parse_model_spec", "parse_overrides", "paper_erf_layers", "build_model"]
+__all__ = ["ModelSpec", "PAPER_COMPARISON", "parse_model_spec", "paper_erf_layers", "build_model", "resolve_device"]
 
 #: The ST-ERF paper's SNN comparison (sterf.md §1.3, §4.5): the models and sizes its figures show.
 PAPER_COMPARISON = (
@@ -38,17 +37,6 @@ class ModelSpec:
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.overrides.items())
         return self.name + (f"[{opts}]" if opts else "")
-
-
-def parse_overrides(items) -> dict:
-    """``["k=v", ...]`` -> ``{k: yaml-typed v}`` (ints, floats, bools, strings)."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected key=value, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def parse_model_spec(spec: str) -> ModelSpec:

@@ -16,6 +16,7 @@ from .registry import (
     example_input,
     list_models,
     model_info,
+    parse_overrides,
     register_model,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "model_info",
+    "parse_overrides",
     "read_state_dict",
     "register_model",
     "save_checkpoint_atomic",

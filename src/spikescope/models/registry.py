@@ -13,11 +13,12 @@ import dataclasses
 import difflib
 import fnmatch
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import yaml
 from torch import nn
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "example_input",
     "count_parameters",
     "apply_overrides",
+    "parse_overrides",
     "register_sizes",
 ]
 
@@ -124,6 +126,17 @@ def create_model(name: str, pretrained: str | None = None, **overrides) -> nn.Mo
 
         load_checkpoint(model, pretrained)
     return model
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["mixer=srb", "T=4"]`` (command-line ``--set`` values) -> ``{"mixer": "srb", "T": 4}``, YAML-typed values."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def apply_overrides(config, overrides: dict, who: str):
