@@ -90,3 +90,83 @@ def test_static_transforms_and_missing_folders(tmp_path):
         build_static_dataset("cifar10", tmp_path, True)
     with pytest.raises(DatasetNotFoundError, match="train/<wnid>"):
         build_static_dataset("imagenet", tmp_path, True)
+
+
+def _md5(path):
+    import hashlib
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _zip_folder(folder, archive):
+    import zipfile
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            zf.write(f, f.relative_to(folder.parent))
+
+
+def _ncaltech_zip(tmp_path, monkeypatch):
+    src = write_synthetic_dataset(tmp_path / "src", "ncaltech101", CFG)
+    root = tmp_path / "root"
+    root.mkdir()
+    _zip_folder(src / "Caltech101", root / "Caltech101.zip")
+    monkeypatch.setattr(NCaltech101, "ARCHIVES", {"Caltech101.zip": _md5(root / "Caltech101.zip")})
+    return root
+
+
+KW = dict(num_frames=3, cache_dir=False, sensor_size=(16, 16))
+
+
+def test_archive_is_extracted_once_and_completely(tmp_path, monkeypatch):
+    root = _ncaltech_zip(tmp_path, monkeypatch)
+    tr, te = NCaltech101(root, train=True, **KW), NCaltech101(root, train=False, **KW)
+    assert len(tr) + len(te) == 24 and (root / ".Caltech101.zip.extracted").is_file()
+    assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+    stamp = (root / "Caltech101").stat().st_mtime_ns
+    NCaltech101(root, train=True, **KW)
+    assert (root / "Caltech101").stat().st_mtime_ns == stamp  # not extracted again
+
+
+def test_partial_folder_from_an_interrupted_extraction_is_replaced(tmp_path, monkeypatch):
+    """A class folder left by a killed extraction (no marker) must not become a 1-sample dataset."""
+    root = _ncaltech_zip(tmp_path, monkeypatch)
+    partial = root / "Caltech101" / "class0"
+    partial.mkdir(parents=True)
+    one = sorted((tmp_path / "src/Caltech101/class0").glob("*.bin"))[0]
+    (partial / one.name).write_bytes(one.read_bytes())
+    tr, te = NCaltech101(root, train=True, **KW), NCaltech101(root, train=False, **KW)
+    assert len(tr) + len(te) == 24 and tr.classes == ["class0", "class1", "class2"]
+
+
+def test_failed_extraction_leaves_nothing_behind(tmp_path, monkeypatch):
+    import zipfile
+
+    root = _ncaltech_zip(tmp_path, monkeypatch)
+    real, calls = zipfile.ZipFile.extract, []
+
+    def dies_midway(self, member, path=None, pwd=None):
+        calls.append(member)
+        if len(calls) > 5:
+            raise OSError("disk full")
+        return real(self, member, path, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "extract", dies_midway)
+    with pytest.raises(OSError, match="disk full"):
+        NCaltech101(root, **KW)
+    assert sorted(p.name for p in root.iterdir()) == ["Caltech101.zip"]
+    monkeypatch.setattr(zipfile.ZipFile, "extract", real)
+    assert len(NCaltech101(root, train=False, **KW)) == 3
+
+
+def test_gesture_tarball_is_extracted(tmp_path, monkeypatch):
+    import tarfile
+
+    from spikescope.data import datasets
+
+    src = write_synthetic_dataset(tmp_path / "src" / "DvsGesture", "dvs128", CFG)
+    root = tmp_path / "root"
+    root.mkdir()
+    with tarfile.open(root / "DvsGesture.tar.gz", "w:gz") as tf:
+        tf.add(src, arcname="DvsGesture")
+    monkeypatch.setitem(datasets.GESTURE_MD5, "DvsGesture.tar.gz", _md5(root / "DvsGesture.tar.gz"))
+    tr = DVS128Gesture(root, train=True, num_frames=4, sensor_size=(16, 16), cache_dir=False)
+    assert len(tr) == 18 and (root / "DvsGesture" / "trials_to_train.txt").is_file()

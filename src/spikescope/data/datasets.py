@@ -14,7 +14,9 @@ import functools
 import hashlib
 import os
 import random
+import shutil
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from .aedat31 import read_gesture_labels
 from .cache import FrameCache, source_identity
@@ -71,14 +74,42 @@ def check_md5(path: Path, expected: str) -> None:
         )
 
 
+def _extracted_marker(archive: Path) -> Path:
+    return archive.with_name(f".{archive.name}.extracted")
+
+
 def _extract(archive: Path, dest: Path, md5: str) -> None:
+    """md5-check ``archive`` and extract it into ``dest``, all or nothing (no-op once done).
+
+    Members go to a temporary folder in ``dest`` first; only a complete extraction moves its top-level entries into
+    ``dest`` (replacing entries of the same name, e.g. those of an earlier interrupted run) and writes the marker
+    ``.<archive name>.extracted``. An interrupted extraction therefore never leaves a partial class folder that a
+    later run would silently train on: the next run extracts again.
+    """
+    marker = _extracted_marker(archive)
+    if marker.is_file():
+        return
     check_md5(archive, md5)
-    if archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(dest)
-    else:
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", suffix=".tmp", dir=dest))
+    try:
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zf:
+                for member in tqdm(zf.infolist(), desc=f"extracting {archive.name}", unit="file", leave=False):
+                    zf.extract(member, tmp)
+        else:
+            with tarfile.open(archive) as tf:
+                for member in tqdm(tf, desc=f"extracting {archive.name}", unit="file", leave=False):
+                    tf.extract(member, tmp, filter="data")
+        for entry in tmp.iterdir():
+            target = dest / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+        marker.touch()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def split_per_class(files: dict[int, list[Path]], seed: int, train_fraction: float = 0.9):
@@ -204,13 +235,14 @@ class DVS128Gesture(EventFrameDataset):
                          _cache_dir(root, cache_dir), transform)
 
     def _locate(self, root: Path) -> Path:
-        for folder in (root, root / "DvsGesture"):
-            if (folder / "trials_to_train.txt").is_file():
-                return folder
         archive = root / "DvsGesture.tar.gz"
         if archive.is_file():
             _extract(archive, root, GESTURE_MD5[archive.name])
-            return self._locate(root)
+        for folder in (root, root / "DvsGesture"):
+            if (folder / "trials_to_train.txt").is_file():
+                return folder
+        if archive.is_file():
+            raise DatasetNotFoundError(f"extracted {archive} but found no trials_to_train.txt under {root}")
         raise DatasetNotFoundError(f"DVS128 Gesture not found under {root}: " + self.HELP.format(root=root))
 
 
@@ -236,21 +268,16 @@ class _FolderPerClass(EventFrameDataset):
         return root
 
     def _locate(self, root: Path) -> Path:
+        """The folder of class folders; archives found in ``root`` are extracted first (once, all or nothing)."""
+        archives = [root / name for name in self.ARCHIVES if (root / name).is_file()]
+        for archive in archives:
+            _extract(archive, root, self.ARCHIVES[archive.name])
         base = self._base(root)
         if base.is_dir() and any(base.glob(f"*/*{self.SUFFIX}")):
             return base
-        archives = [root / name for name in self.ARCHIVES if (root / name).is_file()]
         if archives:
-            for archive in archives:
-                _extract(archive, root, self.ARCHIVES[archive.name])
-            return self._locate_extracted(root)
-        raise DatasetNotFoundError(f"{type(self).__name__} not found under {root}: " + self.HELP.format(root=root))
-
-    def _locate_extracted(self, root: Path) -> Path:
-        base = self._base(root)
-        if not any(base.glob(f"*/*{self.SUFFIX}")):
             raise DatasetNotFoundError(f"extracted the archives in {root} but found no */*{self.SUFFIX} files")
-        return base
+        raise DatasetNotFoundError(f"{type(self).__name__} not found under {root}: " + self.HELP.format(root=root))
 
 
 class CIFAR10DVS(_FolderPerClass):
