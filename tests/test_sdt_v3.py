@@ -362,3 +362,20 @@ def test_convert_errors_name_the_problem(tmp_path, capsys):
     assert "mixr" in capsys.readouterr().err
     assert main(["convert", str(src), str(src), "--model", "sdt_v3_s"]) == 2
     assert "overwrite its source" in capsys.readouterr().err
+
+
+def test_converted_file_warns_when_loaded_into_a_model_with_other_options(tmp_path):
+    import warnings
+
+    src, dst = tmp_path / "ours.pth", tmp_path / "converted.pt"
+    torch.save(create_model("sdt_v3_t", mixer="srb").state_dict(), src)
+    assert main(["convert", str(src), str(dst), "--model", "sdt_v3_t", "--set", "mixer=srb"]) == 0
+    assert torch.load(dst, weights_only=True)["spikescope"]["config"]["spike_max"] == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same options: silent
+        report = load_checkpoint(create_model("sdt_v3_t", mixer="srb"), dst)
+    assert report.complete and report.options == []
+    other = create_model("sdt_v3_t", mixer="srb", spike_max=2)  # same tensors, other integer-spike range
+    with pytest.warns(UserWarning, match=r"spike_max=4 \(model: 2\)"):
+        report = load_checkpoint(other, dst)
+    assert report.options == [("spike_max", 4, 2)] and "option spike_max: file 4 vs model 2" in str(report)

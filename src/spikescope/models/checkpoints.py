@@ -8,8 +8,10 @@ once and writes a file in this model's own key names, with where it came from.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,8 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, file shape, model shape)
+    #: (option, value recorded in a converted file, this model's value): tensors may fit while the computation differs
+    options: list[tuple[str, object, object]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -51,6 +55,8 @@ class LoadReport:
                 lines.append(f"{title} ({len(items)}): {shown}")
         for key, got, want in self.mismatched[:20]:
             lines.append(f"shape mismatch {key}: file {list(got)} vs model {list(want)}")
+        for name, got, want in self.options:
+            lines.append(f"option {name}: file {got!r} vs model {want!r}")
         return "\n".join(lines)
 
 
@@ -64,6 +70,11 @@ class CheckpointMismatchError(CheckpointError):
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a checkpoint file (``weights_only=True``) and return its unwrapped, prefix-stripped state dict."""
+    return _read(path)[0]
+
+
+def _read(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, the ``spikescope`` metadata of a converted file or ``{}``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -74,6 +85,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"cannot read {path} as a torch checkpoint ({type(err).__name__}: {err}); "
             "the file may be truncated or not a checkpoint"
         ) from err
+    meta = obj.get("spikescope") if isinstance(obj, Mapping) else None
+    meta = dict(meta) if isinstance(meta, Mapping) else {}
     for _ in range(3):
         if isinstance(obj, Mapping):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
@@ -88,7 +101,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             while key.startswith(prefix):
                 key = key[len(prefix) :]
         state[key] = value
-    return state
+    return state, meta
+
+
+def _plain(value: object) -> object:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _option_differences(recorded: Mapping | None, cfg: object) -> list[tuple[str, object, object]]:
+    """Options recorded by :func:`convert_checkpoint` that differ from the model's config dataclass."""
+    if not recorded or not dataclasses.is_dataclass(cfg):
+        return []
+    own = dataclasses.asdict(cfg)
+    return [(k, v, own[k]) for k, v in recorded.items() if k in own and _plain(v) != _plain(own[k])]
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
@@ -96,7 +121,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
 
     With ``strict=False`` the tensors that fit are loaded and the rest is reported in the returned :class:`LoadReport`.
     """
-    state = read_state_dict(path)
+    state, meta = _read(path)
     own = model.state_dict()
     remap = getattr(model, "remap_checkpoint", None)
     if remap is not None and not set(state) <= set(own):
@@ -117,6 +142,15 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
             f"{path} does not fit {type(model).__name__}:\n{report}\n"
             "pass strict=False to load the matching tensors anyway",
             report,
+        )
+    report.options = _option_differences(meta.get("config"), getattr(model, "cfg", None))
+    if report.options:
+        diffs = ", ".join(f"{k}={got!r} (model: {want!r})" for k, got, want in report.options)
+        warnings.warn(
+            f"{path} was converted for {meta.get('model', 'a model')} with {diffs}; the tensors fit, but unless the "
+            "difference is a training-only option (e.g. dropout) this model computes something else than the weights "
+            "were trained for",
+            stacklevel=2,
         )
     model.load_state_dict(fitting, strict=False)
     return report
@@ -149,9 +183,10 @@ def convert_checkpoint(
 ) -> LoadReport:
     """Load ``src`` (ours or the authors' released file) into model ``name`` and save it under our key names.
 
-    ``dst`` holds ``{"model": state_dict, "spikescope": {"model", "overrides", "source", "source_sha256",
+    ``dst`` holds ``{"model": state_dict, "spikescope": {"model", "overrides", "config", "source", "source_sha256",
     "missing", "unexpected", "mismatched"}}``, written atomically; :func:`load_checkpoint` and ``create_model(...,
-    pretrained=dst)`` read it without remapping. With ``strict=True`` (default) a file that does not fit the model
+    pretrained=dst)`` read it without remapping, and warn when the model's config differs from the recorded one
+    (same tensors, other computation: e.g. ``mixer_layout``). With ``strict=True`` (default) a file that does not fit the model
     raises :class:`CheckpointError` and nothing is written; with ``strict=False`` the misfits are recorded in the
     metadata, and the model's own initial values stand in for the missing tensors.
     """
@@ -163,8 +198,10 @@ def convert_checkpoint(
     overrides = dict(overrides or {})
     model = create_model(name, **overrides)
     report = load_checkpoint(model, src, strict=strict)
+    cfg = getattr(model, "cfg", None)
     meta = {
         "model": name, "overrides": overrides, "source": str(src), "source_sha256": _sha256(src),
+        "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {},
         "missing": report.missing, "unexpected": report.unexpected,
         "mismatched": [[key, list(got), list(want)] for key, got, want in report.mismatched],
     }
