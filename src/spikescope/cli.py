@@ -81,17 +81,19 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     from .analysis.energy import E_MAC_PJ, EnergyMeter
     from .analysis.firing import FiringRateRecorder
-    from .erf.runner import ModelSpec, build_model
+    from .erf.runner import ModelSpec, build_model, resolve_device
     from .models import model_info, parse_overrides
 
     info = model_info(args.model)
     size = None if not args.size else (info.input_size[0], args.size[0], args.size[-1])
     spec = ModelSpec(args.model, parse_overrides(args.set), args.checkpoint)
-    model, size, T, weights = build_model(spec, calibrate=not args.no_calibrate, input_size=size, seed=args.seed)
+    device = resolve_device(args.device)
+    model, size, T, weights = build_model(spec, calibrate=not args.no_calibrate, input_size=size, seed=args.seed,
+                                          device=device)
     torch.manual_seed(args.seed)
     x = torch.rand(T, args.batch, *size) if info.input_kind == "events" else torch.randn(args.batch, *size)
     with torch.no_grad(), FiringRateRecorder(model) as rates, EnergyMeter(model) as meter:
-        model(x)
+        model(x.to(device))
     per = 1.0 / args.batch
     print(f"{spec.label}: {weights}; random input {list(x.shape)} (per-sample figures below)")
     print(f"{'layer':48s} {'input':6s} {'MACs (M)':>10s} {'ACs (M)':>10s} {'energy (uJ)':>12s}")
@@ -139,12 +141,14 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
     import torch
 
     from .analysis.heatmap import spike_heatmaps
+    from .erf.runner import resolve_device
     from .models import create_model, example_input, load_checkpoint, model_info, parse_overrides
 
+    device = resolve_device(args.device)
     model = create_model(args.model, **parse_overrides(args.set))
     if args.checkpoint:
         print(load_checkpoint(model, args.checkpoint))
-    model.eval()
+    model.eval().to(device)
     info, cfg = model_info(args.model), getattr(model, "cfg", None)
     if args.input:
         raw = np.load(args.input) if args.input.endswith(".npy") else torch.load(args.input, weights_only=True)
@@ -157,9 +161,13 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
         if cfg is not None and hasattr(cfg, "input_size") and hasattr(cfg, "in_channels"):
             x = torch.rand(*x.shape[:-3], cfg.in_channels, *cfg.input_size)
         print(f"no --input given: using a random input of shape {list(x.shape)} (the model's input layout)")
-    paths = spike_heatmaps(model, x, args.layer, args.out)
+    paths = spike_heatmaps(model, x.to(device), args.layer, args.out)
     print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
     return 0
+
+
+def _add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:1', ...")
 
 
 # --- erf (issue 6) ---------------------------------------------------------------------------------------------
@@ -174,7 +182,7 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
-    p.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:1', ...")
+    _add_device_arg(p)
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -306,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the report to this file")
+    _add_device_arg(p)
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("heatmap", help="spike heat maps (channel-summed spike counts, one PNG per timestep) of a layer")
@@ -316,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="one sample as .pt or .npy in the model's layout (default: a random input)")
     p.add_argument("--set", default=[], action="append", help="model override key=value (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    _add_device_arg(p)
     p.set_defaults(func=_cmd_heatmap)
     p = sub.add_parser("convert", help="rewrite a released checkpoint under spikescope's key names, with provenance")
     p.add_argument("src", help="checkpoint file (the authors' released .pth or one of ours)")
