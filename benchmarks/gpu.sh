@@ -53,7 +53,7 @@ if [ "$DRY" = 1 ]; then
     DEV=cpu TOTAL=300  # a safety net: on an idle 2-core box the dry run takes about a minute
     export TRITON_INTERPRET=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 else
-    DEV=cuda TOTAL=470
+    DEV=cuda TOTAL=450
     unset TRITON_INTERPRET
     "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" \
         || { echo "gpu.sh: error: no CUDA device visible to $PY; run with --dry-run on a CPU" >&2; exit 2; }
@@ -89,9 +89,9 @@ fi
 NEURON_BACKENDS="${NEURON_BACKENDS:-torch,fused,triton,spikingjelly}"
 
 mapfile -t GPU_TESTS < <(grep -l "mark.gpu" tests/test_*.py)
-step gpu_tests 45 "$WORK/gpu_tests.xml" \
+step gpu_tests 75 "$WORK/gpu_tests.xml" \
     "$PY" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$WORK/gpu_tests.xml" "${GPU_TESTS[@]}"
-step neurons 100 "$WORK/neurons.json" \
+step neurons 90 "$WORK/neurons.json" \
     "$PY" benchmarks/neurons.py "${NEURONS[@]}" --dtype fp32,bf16 --backends "$NEURON_BACKENDS" \
     --json "$WORK/neurons.json"
 step erf_spatial 90 "$WORK/erf_spatial.json" \
