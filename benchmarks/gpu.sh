@@ -4,7 +4,7 @@
 #   benchmarks/gpu.sh [--dry-run] [OUT_DIR]
 #
 # OUT_DIR (default: benchmarks/results/gpu-<date>) gets one JSON per step (device, versions, every figure, or the
-# error of a failed step) and summary.md (the table printed at the end): 8 files, what a GPU machine hands back.
+# error of a failed step) and summary.md (the table printed at the end): 7 files, within the 8 a GPU machine hands back.
 # Logs and the benchmarks' raw outputs go to GPU_WORK (default: a new temporary folder, printed at the end).
 # Each step has a time budget and the whole run a deadline; a failing or slow step is recorded and the next one runs.
 # --dry-run: the same steps at tiny shapes on the CPU (Triton under its interpreter), to prove the script and its JSON.
@@ -23,7 +23,7 @@ OUT=""
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY=1 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         -*) echo "gpu.sh: error: unknown option $arg (use --dry-run or OUT_DIR)" >&2; exit 2 ;;
         *) [ -z "$OUT" ] || { echo "gpu.sh: error: one OUT_DIR only, got '$OUT' and '$arg'" >&2; exit 2; }
            OUT="$arg" ;;
