@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 
 from ..data.static import ImageRecipe
-from ..models.registry import parse_value
 from ..data.synthetic import SyntheticConfig
+from ..models.registry import parse_value
 
 __all__ = [
     "ConfigError",
@@ -67,6 +67,7 @@ class DataSection:
     cache_dir: str | None = None  # None: <root>/frames_cache
     augment: bool = False  # event flip + translate (the CIFAR10-DVS recipe)
     split_seed: int | None = None  # None: the paper's (3404 CIFAR10-DVS, 3402 N-Caltech101)
+    allow_missing_classes: bool = False  # a missing/empty class folder: warn and train on the rest (labels unchanged)
     batch_size: int = 16  # per process
     eval_batch_size: int | None = None
     num_workers: int = 0

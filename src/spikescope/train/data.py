@@ -32,12 +32,15 @@ def build_datasets(cfg: DataSection) -> tuple[Dataset, Dataset]:
     if cfg.name == "synthetic":
         root, cls = _ensure_synthetic(cfg), DVS128Gesture
         kwargs["sensor_size"] = cfg.sensor_size or (cfg.synthetic.size, cfg.synthetic.size)
+        kwargs["classes"] = [str(i) for i in range(cfg.synthetic.num_classes)]
     else:
         root, cls = Path(cfg.root), _EVENT[cfg.name]
         if cfg.sensor_size is not None:
             kwargs["sensor_size"] = cfg.sensor_size
         if cfg.split_seed is not None and cfg.name != "dvs128_gesture":
             kwargs["split_seed"] = cfg.split_seed
+        if cfg.name != "dvs128_gesture":
+            kwargs["allow_missing_classes"] = cfg.allow_missing_classes
     train = cls(root, train=True, transform=FlipTranslate() if cfg.augment else None, **kwargs)
     return train, cls(root, train=False, **kwargs)
 

@@ -27,10 +27,10 @@ from ..models import CheckpointError, create_model, save_checkpoint_atomic
 from .config import Config, ConfigError, check_paths, config_to_dict, resume_changes
 from .data import build_datasets, build_loaders, check_num_classes, move, num_classes_of
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
+from .guards import NonFiniteError, check_weights_finite, raise_non_finite_step, step_is_finite
 from .logs import TensorBoard, write_csv
 from .losses import as_time_first, readout_loss
 from .optim import build_optimizer, build_scheduler
-from .guards import NonFiniteError, check_weights_finite, raise_non_finite_step, step_is_finite
 from .state import (
     check_run_dir,
     clear_run_files,
