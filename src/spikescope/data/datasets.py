@@ -187,7 +187,12 @@ class EventFrameDataset(Dataset):
         h, w = self.sensor_size
 
         def build() -> np.ndarray:
-            return integrate_frames(self.events(index), self.num_frames, h, w, self.split_by, self.resize)
+            events = self.events(index)
+            try:
+                return integrate_frames(events, self.num_frames, h, w, self.split_by, self.resize)
+            except ValueError as err:
+                raise EventFileError(f"{self.samples[index][0]}: {err} (set data.sensor_size: [H, W], or "
+                                     "sensor_size=(H, W), to the sensor this file was recorded with)") from None
 
         if self.cache is None:
             return build()

@@ -14,6 +14,7 @@ import difflib
 import fnmatch
 import inspect
 import re
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -191,7 +192,24 @@ def apply_overrides(config, overrides: dict, who: str):
     unknown = [k for k in overrides if k not in names]
     if unknown:
         raise TypeError(f"{who}: unknown option(s) {unknown}; this model accepts {names}")
+    _check_option_types(type(config), overrides, who)
     return dataclasses.replace(config, **overrides)
+
+
+_SCALARS = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
+def _check_option_types(cls: type, overrides: dict, who: str) -> None:
+    """Scalar options (``int``, ``float``, ``bool``, ``str`` fields) of the wrong type raise naming the option."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotations: leave the check to the model
+        return
+    for key, value in overrides.items():
+        accepted = _SCALARS.get(hints.get(key))
+        if accepted and (not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted)):
+            raise TypeError(f"{who}: option {key}={value!r} must be {hints[key].__name__}, not "
+                            f"{type(value).__name__}")
 
 
 def register_sizes(
