@@ -86,3 +86,10 @@ def test_gesture_label_outside_the_class_list_is_refused(tmp_path):
     write_gesture_labels(tmp_path / trial.replace(".aedat", "_labels.csv"), [(12, 0, 1000)])
     with pytest.raises(EventFileError, match="class 12 is outside 1..11"):
         DVS128Gesture(tmp_path, sensor_size=(16, 16), cache_dir=False)
+
+
+def test_out_of_sensor_file_named_with_the_fix(tmp_path):
+    root = _cifar_root(tmp_path)
+    ds = CIFAR10DVS(root, cache_dir=False, sensor_size=(64, 64))
+    with pytest.raises(EventFileError, match=r"\.aedat: events outside the 64x64 sensor.*data\.sensor_size"):
+        ds[0]
