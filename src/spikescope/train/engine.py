@@ -252,7 +252,7 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets, overwrite,
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(run_dir)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        write_csv(run_dir / "log.csv", history)  # redoes a write a crash after last.pt cut off
+        _write(run_dir / "log.csv", lambda p: write_csv(p, history))  # redoes a write cut off after last.pt
         tb = TensorBoard(run_dir / "tb")
     end = cfg.train.epochs if stop_after is None else min(cfg.train.epochs, start_epoch + stop_after)
     try:
@@ -277,7 +277,7 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets, overwrite,
             rng = _gather_rng(dist)
             if dist.is_main:
                 _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, history, rng, improved)
-                _write(lambda rows, path: write_csv(path, rows), history, run_dir / "log.csv")
+                _write(run_dir / "log.csv", lambda p: write_csv(p, history))
                 tb.log(row, epoch)
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
@@ -308,14 +308,15 @@ def _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, h
         "config": config_to_dict(cfg),
     }
     if improved:
-        _write(save_checkpoint_atomic, {"format": CHECKPOINT_FORMAT, "model": weights, "epoch": epoch,
-                                        "config": config_to_dict(cfg)}, run_dir / "best.pt")
-    _write(save_checkpoint_atomic, state, run_dir / "last.pt")
+        best_state = {"format": CHECKPOINT_FORMAT, "model": weights, "epoch": epoch, "config": config_to_dict(cfg)}
+        _write(run_dir / "best.pt", lambda p: save_checkpoint_atomic(best_state, p))
+    _write(run_dir / "last.pt", lambda p: save_checkpoint_atomic(state, p))
 
 
-def _write(writer, obj, path: Path) -> None:
+def _write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(path)``; a full disk (ENOSPC, EDQUOT) becomes one line saying the previous file is intact."""
     try:
-        writer(obj, path)
+        write(path)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
