@@ -213,3 +213,14 @@ def test_fewer_model_outputs_than_classes_refused(tmp_path):
     cfg.model.options = {"num_classes": 2}
     with pytest.raises(ConfigError, match="num_classes.*3 classes"):
         fit(cfg, model_fn=TinySNN, datasets=(Named(*train.tensors), Named(*test.tensors)))
+
+
+def test_resume_ignores_fields_another_version_lacks():
+    from spikescope.train.config import config_to_dict, resume_changes
+
+    new = config_to_dict(load_config(values={"model": {"name": "tiny", "options": {"widths": [4]}}}))
+    old = {k: dict(v) for k, v in new.items()}
+    del old["data"]["allow_missing_classes"]
+    assert resume_changes(old, new) == ([], [])
+    old["model"]["options"] = {}
+    assert resume_changes(old, new)[0] == ["model.options.widths: '<unset>' -> [4]"]

@@ -269,7 +269,8 @@ def resume_changes(stored: dict, new: dict) -> tuple[list[str], list[str]]:
     old_flat, new_flat = _flatten(stored), _flatten(new)
     refused, changed = [], []
     for key in sorted(set(old_flat) | set(new_flat)):
-        if key.startswith(_RESUME_IGNORED):
+        one_sided = key not in old_flat or key not in new_flat  # a field added or removed since: its default
+        if key.startswith(_RESUME_IGNORED) or (one_sided and not key.startswith("model.options.")):
             continue
         old, cur = old_flat.get(key, "<unset>"), new_flat.get(key, "<unset>")
         if old != cur:
