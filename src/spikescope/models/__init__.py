@@ -2,10 +2,12 @@
 from .checkpoints import (
     CheckpointError,
     LoadReport,
+    checkpoint_options,
     convert_checkpoint,
     load_checkpoint,
     read_state_dict,
     save_checkpoint_atomic,
+    trained_model,
 )
 from .registry import (
     ModelInfo,
@@ -26,6 +28,7 @@ __all__ = [
     "ModelInfo",
     "UnknownModelError",
     "apply_overrides",
+    "checkpoint_options",
     "convert_checkpoint",
     "count_parameters",
     "create_model",
@@ -37,4 +40,5 @@ __all__ = [
     "read_state_dict",
     "register_model",
     "save_checkpoint_atomic",
+    "trained_model",
 ]
