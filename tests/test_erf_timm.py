@@ -76,12 +76,15 @@ def test_swin_windows_are_read_back_in_image_order():
 
 
 def test_relu_and_quantised_vit_controls():
-    spec = parse_model_spec("timm:vit_tiny_patch16_224:act_layer=relu,act_bits=4")
-    assert spec.name == "timm:vit_tiny_patch16_224" and spec.overrides == {"act_layer": "relu", "act_bits": 4}
+    spec = parse_model_spec("timm:vit_tiny_patch16_224:act_layer=relu,act_bits=4,weight_bits=4")
+    assert spec.name == "timm:vit_tiny_patch16_224" and spec.overrides["act_layer"] == "relu"
     model, size, T, weights = build_model(spec, input_size=(3, SIZE, SIZE))
     assert type(model.blocks[0].mlp.act).__name__ == "ReLU" and (size, T) == ((3, SIZE, SIZE), 1)
     quants = [m for m in model.modules() if isinstance(m, ActQuant)]
     assert len(quants) == 12 * 4 and all(float(q.step) > 0 for q in quants) and "48 activation quantiser" in weights
+    fc2 = model.blocks[0].mlp.fc2.act_quant  # after a ReLU: never negative, so unsigned levels 0..15
+    assert bool(model.blocks[0].attn.qkv.act_quant.signed) and not bool(fc2.signed) and fc2.levels() == (0, 15)
+    assert len(torch.unique(model.blocks[0].attn.qkv.weight)) <= 16  # 4-bit weights
     x = torch.randn(8, 192) * 3
     q = quants[0](x)
     step = float(quants[0].step)

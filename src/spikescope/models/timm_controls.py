@@ -6,10 +6,14 @@ initialisation (no download: ``pretrained=False``; a weights file loads through 
 
 * ``act_layer``: timm's activation override (``"relu"`` gives the ReLU-ViT control; the authors fine-tuned that one
   for 20 epochs, so a random-init ReLU ViT is the architecture, not their weights);
-* ``act_bits``: the input of every ``nn.Linear`` except the classifier is fake-quantised to signed ``act_bits``-bit
-  integers times one step per layer (straight-through gradient inside the clipping range, 0 outside), the
-  activation half of Q-ViT; the steps are set by :func:`calibrate_act_quant` (LSQ's initial step, 2·mean|x|/√Q_p,
-  on N(0, 1) noise) unless loaded from a checkpoint.
+* ``act_bits``: the input of every ``nn.Linear`` except the classifier is fake-quantised to ``act_bits``-bit
+  integers times one step per layer (straight-through gradient inside the clipping range, 0 outside), as the
+  ``ActQ`` of the Q-ViT model the authors used (``erf_sdt/models/q_vit/Quant.py`` of
+  EricZhang1412/Spatial-temporal-ERF): signed levels -2^(b-1)..2^(b-1)-1, or 0..2^b-1 where the calibration input
+  is never below -1e-5; step = LSQ's initial 2·mean|x|/√Q_p, set by :func:`calibrate_act_quant` on N(0, 1) noise
+  (their zero point is left out);
+* ``weight_bits``: those layers' weights rounded once to ``weight_bits``-bit levels of the step 2·mean|W|/√Q_p
+  (their ``LinearQ`` at initialisation).
 """
 from __future__ import annotations
 
@@ -48,39 +52,55 @@ class ActQuant(nn.Module):
             raise ValueError(f"act_bits must be in 2..16, got {bits}")
         self.bits = bits
         self.register_buffer("step", torch.tensor(float("nan")))
+        self.register_buffer("signed", torch.tensor(True))
         self.observe = False
-        self._sum, self._count = 0.0, 0
+        self._sum, self._count, self._min = 0.0, 0, float("inf")
+
+    def levels(self) -> tuple[int, int]:
+        """(Q_n, Q_p): the lowest and highest integer level."""
+        b = self.bits
+        return (-(2 ** (b - 1)), 2 ** (b - 1) - 1) if bool(self.signed) else (0, 2 ** b - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.observe:
             self._sum += float(x.detach().abs().mean())
             self._count += 1
+            self._min = min(self._min, float(x.detach().min()))
             return x
         if not torch.isfinite(self.step):
             raise RuntimeError("ActQuant has no step yet; run calibrate_act_quant(model, ...) or load a checkpoint")
-        lo, hi = -(2 ** (self.bits - 1)) * self.step, (2 ** (self.bits - 1) - 1) * self.step
-        xc = torch.maximum(torch.minimum(x, hi), lo)
+        q_n, q_p = self.levels()
+        xc = x.clamp(q_n * float(self.step), q_p * float(self.step))
         return xc + (torch.round(xc / self.step) * self.step - xc).detach()
 
     def set_step(self) -> None:
-        """Step from the observed mean |x| (LSQ's initialisation)."""
-        q_p = 2 ** (self.bits - 1) - 1
-        self.step.fill_(2 * self._sum / max(self._count, 1) / q_p ** 0.5)
-        self.observe, self._sum, self._count = False, 0.0, 0
+        """Sign and step from the observed inputs (LSQ's initial step)."""
+        self.signed.fill_(self._min < -1e-5)
+        self.step.fill_(2 * self._sum / max(self._count, 1) / self.levels()[1] ** 0.5)
+        self.observe, self._sum, self._count, self._min = False, 0.0, 0, float("inf")
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, step={float(self.step):.4g}"
+        return f"bits={self.bits}, signed={bool(self.signed)}, step={float(self.step):.4g}"
 
 
-def _add_act_quant(model: nn.Module, bits: int) -> int:
-    """A pre-hook :class:`ActQuant` (child ``act_quant``) on every ``nn.Linear`` but the classifier ``head``."""
-    n = 0
-    for name, mod in list(model.named_modules()):
-        if isinstance(mod, nn.Linear) and not (name == "head" or name.startswith("head.")):
-            mod.act_quant = ActQuant(bits)
-            mod.register_forward_pre_hook(lambda m, args: (m.act_quant(args[0]), *args[1:]))
-            n += 1
-    return n
+def _quantised_linears(model: nn.Module) -> list[nn.Linear]:
+    """Every ``nn.Linear`` but the classifier ``head``."""
+    return [m for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.split(".")[0] != "head"]
+
+
+def _add_act_quant(model: nn.Module, bits: int) -> None:
+    """A pre-hook :class:`ActQuant` (child ``act_quant``) on every quantised linear layer."""
+    for mod in _quantised_linears(model):
+        mod.act_quant = ActQuant(bits)
+        mod.register_forward_pre_hook(lambda m, args: (m.act_quant(args[0]), *args[1:]))
+
+
+@torch.no_grad()
+def _quantise_weights(model: nn.Module, bits: int) -> None:
+    q_n, q_p = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    for mod in _quantised_linears(model):
+        step = 2 * mod.weight.abs().mean() / q_p ** 0.5
+        mod.weight.copy_((mod.weight / step).round().clamp(q_n, q_p) * step)
 
 
 def calibrate_act_quant(model: nn.Module, input_size: Sequence[int], *, n_batches: int = 4, batch_size: int = 8,
@@ -107,11 +127,11 @@ def calibrate_act_quant(model: nn.Module, input_size: Sequence[int], *, n_batche
 
 
 def build_timm(name: str, *, img_size: int | Sequence[int] | None = None, checkpoint: str | None = None,
-               act_bits: int | None = None, **options) -> nn.Module:
+               act_bits: int | None = None, weight_bits: int | None = None, **options) -> nn.Module:
     """timm model ``name`` (random init unless ``checkpoint``), ``options`` passed to ``timm.create_model``.
 
     ``img_size`` is passed to models that take it (ViT, Swin: their position tables depend on it); the others take
-    any input size. ``act_bits`` adds the quantisers of the module docstring.
+    any input size. ``act_bits`` and ``weight_bits`` quantise as the module docstring says.
     """
     import timm
 
@@ -130,4 +150,6 @@ def build_timm(name: str, *, img_size: int | Sequence[int] | None = None, checkp
         from timm.models import load_checkpoint
 
         load_checkpoint(model, checkpoint, strict=True)
+    if weight_bits is not None:
+        _quantise_weights(model, int(weight_bits))
     return model
