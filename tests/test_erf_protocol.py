@@ -33,6 +33,8 @@ def test_paper_plan_uses_the_authors_protocol():
     assert plan["qkformer_10_384"]["t_out"] == "all" and plan["qkformer_10_384"]["n"] == 50
     assert cli._paper_plan([parse_model_spec("sdt_v1_8_384")], argparse.Namespace(n=4))[0]["n"] == 4
     assert paper_protocol("timm:swin_tiny_patch4_window7_224")["runs"] == 20
+    assert paper_protocol("timm:vit_tiny_patch16_224", {"act_layer": "relu"})["runs"] == 60
+    assert paper_protocol("timm:vit_tiny_patch16_224", {"act_bits": 4})["runs"] == 40
 
 
 def test_layer_typo_is_reported_before_calibration(monkeypatch):

@@ -244,7 +244,7 @@ def _paper_plan(specs, args) -> list[dict]:
 
     plan = []
     for spec in specs:
-        proto = paper_protocol(spec.name)
+        proto = paper_protocol(spec.name, spec.overrides)
         spec.overrides = {**proto.get("overrides", {}), **spec.overrides}
         plan.append({"layers": paper_erf_layers(spec.name), "n": args.n or proto.get("runs", 16),
                      "t_out": proto.get("t_out", "all"), "offset": tuple(proto.get("offset", (0, 0)))})

@@ -66,12 +66,17 @@ def paper_erf_layers(name: str) -> list[str]:
     return list(layers)
 
 
-def paper_protocol(name: str) -> dict:
+def paper_protocol(name: str, overrides: dict | None = None) -> dict:
     """How the authors' ERF script ran this model (its family's ``ERF_PROTOCOL``: runs N, ``t_out``, ``offset``,
-    model ``overrides``), ``{}`` where it has none. timm controls: the runs of their functions."""
+    model ``overrides``), ``{}`` where it has none. timm controls: the runs of their functions (ReLU-ViT 60 runs,
+    the quantised ViT 40)."""
     if name.startswith(TIMM):
+        overrides = overrides or {}
         runs = {"vit_": 20, "deit_": 40, "swin_": 20, "pvt_v2_": 20, "poolformer": 60}
-        return {"runs": next((n for p, n in runs.items() if name[len(TIMM):].startswith(p)), 20), "t_out": "all"}
+        n = next((n for p, n in runs.items() if name[len(TIMM):].startswith(p)), 20)
+        if name[len(TIMM):].startswith("vit_"):
+            n = 40 if overrides.get("act_bits") else 60 if overrides.get("act_layer") == "relu" else n
+        return {"runs": n, "t_out": "all"}
     return dict(getattr(importlib.import_module(model_info(name).builder.__module__), "ERF_PROTOCOL", {}))
 
 
