@@ -20,7 +20,7 @@ def test_sdt_v3_attention_scale_option():
 
 
 def test_paper_plan_uses_the_authors_protocol():
-    args = argparse.Namespace(n=None)
+    args = argparse.Namespace(n=None, offset=None)
     specs = [parse_model_spec(s) for s in PAPER_COMPARISON]
     steps = cli._paper_plan(specs, args)  # also sets each model's protocol options (labels name them)
     plan = dict(zip([s.label for s in specs], steps))
@@ -31,7 +31,9 @@ def test_paper_plan_uses_the_authors_protocol():
     spikformer = plan["spikformer_8_512"]
     assert spikformer["t_out"] == (0,) and spikformer["n"] == 300 and spikformer["offset"] == (0, 0)
     assert plan["qkformer_10_384"]["t_out"] == "all" and plan["qkformer_10_384"]["n"] == 50
-    assert cli._paper_plan([parse_model_spec("sdt_v1_8_384")], argparse.Namespace(n=4))[0]["n"] == 4
+    assert cli._paper_plan([parse_model_spec("sdt_v1_8_384")], argparse.Namespace(n=4, offset=None))[0]["n"] == 4
+    given = cli._paper_plan([parse_model_spec("sdt_v3_s")], argparse.Namespace(n=None, offset=[0, 0]))[0]
+    assert given["offset"] == (0, 0)  # an explicit --offset wins
     assert paper_protocol("timm:swin_tiny_patch4_window7_224")["runs"] == 20
     assert paper_protocol("timm:vit_tiny_patch16_224", {"act_layer": "relu"})["runs"] == 60
     assert paper_protocol("timm:vit_tiny_patch16_224", {"act_bits": 4})["runs"] == 40

@@ -180,7 +180,8 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
                    help="number of input samples N (default 16; compare --paper: the authors' N per model)")
     p.add_argument("--batch", type=int, default=8, help="samples per forward pass (default 8)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
-    p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"))
+    p.add_argument("--offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
+                   help="stimulus offset from the exact centre (default 0 0; compare --paper: the authors' offset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
     _add_device_arg(p)
@@ -247,7 +248,8 @@ def _paper_plan(specs, args) -> list[dict]:
         proto = paper_protocol(spec.name, spec.overrides)
         spec.overrides = {**proto.get("overrides", {}), **spec.overrides}
         plan.append({"layers": paper_erf_layers(spec.name), "n": args.n or proto.get("runs", 16),
-                     "t_out": proto.get("t_out", "all"), "offset": tuple(proto.get("offset", (0, 0)))})
+                     "t_out": proto.get("t_out", "all"),
+                     "offset": tuple(args.offset or proto.get("offset", (0, 0)))})
     return plan
 
 
@@ -308,7 +310,7 @@ def _run_erf(args: argparse.Namespace) -> int:
     for k, spec in enumerate(specs):
         step = plan[k] if plan is not None else {"n": args.n or 16, "t_out": _erf_t_out(args.t_out)
                                                   if args.erf_cmd != "temporal" else "all",
-                                                  "offset": tuple(args.offset)}
+                                                  "offset": tuple(args.offset or (0, 0))}
         model, size, T, weights = built.pop(spec.label, None) or _erf_build(spec, args, layers_of[spec.label])
         meta = {"weights": weights, "model_spec": spec.label, "device": str(next(model.parameters()).device)}
         common = dict(n_samples=step["n"] if args.inputs.startswith("noise") else None, input_size=size,

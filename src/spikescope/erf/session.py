@@ -220,5 +220,6 @@ def centre_of(shape: tuple[int, int, int, int], offset: Sequence[int], layer: st
     _, _, H, W = shape
     cy, cx = H // 2 + int(offset[0]), W // 2 + int(offset[1])
     if not (0 <= cy < H and 0 <= cx < W):
-        raise ValueError(f"offset {tuple(offset)} puts the centre at ({cy}, {cx}), outside layer {layer!r}'s {H}x{W} map")
+        raise ValueError(f"offset {tuple(offset)} puts the centre at ({cy}, {cx}), outside layer {layer!r}'s {H}x{W} map;"
+                         " use a smaller offset (--offset DY DX) or a larger input (--size)")
     return cy, cx
