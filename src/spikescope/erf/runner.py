@@ -16,6 +16,7 @@ from torch import nn
 from ..models import create_model, model_info, parse_overrides
 from .calibrate import calibrate_bn
 from .hooks import resolve_layers, run_model
+from .session import placement
 
 __all__ = ["ModelSpec", "PAPER_COMPARISON", "parse_model_spec", "paper_erf_layers", "paper_protocol", "build_model",
            "resolve_device", "default_input_size", "check_layers"]
@@ -98,7 +99,8 @@ def check_layers(model: nn.Module, layers, input_size, T: int) -> None:
     patterns = [layers] if isinstance(layers, str) else list(layers)
     if all(p in modules for p in patterns):
         return
-    x = torch.randn(1, *input_size, device=next(model.parameters()).device)
+    device, dtype = placement(model)
+    x = torch.randn(1, *input_size).to(device=device, dtype=dtype)
     with torch.no_grad():
         try:
             keys = list(run_model(model, x))
