@@ -261,7 +261,8 @@ def _paper_estimate(model, size, T, step, args) -> float:
 
     start = time.perf_counter()
     spatial_erf(model, "noise", step["layers"], n_samples=2, input_size=size, batch_size=2, timesteps=T,
-                seed=args.seed, n_boot=0, progress=False, t_out=step["t_out"], offset=step["offset"])
+                seed=args.seed, n_boot=0, progress=False, t_out=step["t_out"], offset=step["offset"],
+                layout=_erf_layout(args.layout), stimulus=args.stimulus)
     return (time.perf_counter() - start) * step["n"] / 2
 
 
