@@ -191,10 +191,12 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="weights file; without it: random weights + BN calibration")
     p.add_argument("--no-calibrate", action="store_true", help="keep default BN statistics for random weights")
     p.add_argument("--inputs", default="noise", help="'noise', 'noise-iid:T' or an image folder (default: noise)")
-    p.add_argument("--n", type=_positive_int, default=16, help="number of input samples N (default 16)")
+    p.add_argument("--n", type=_positive_int, default=None,
+                   help="number of input samples N (default 16; compare --paper: the authors' N per model)")
     p.add_argument("--batch", type=_positive_int, default=8, help="samples per forward pass (default 8)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
-    p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"))
+    p.add_argument("--offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
+                   help="stimulus offset from the exact centre (default 0 0; compare --paper: the authors' offset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
     _add_device_arg(p)
@@ -215,13 +217,24 @@ def _erf_t_out(value: str):
     return [int(v) for v in value.split(",")]
 
 
-def _erf_build(spec, args):
-    from .erf.runner import build_model, resolve_device
-    from .models import model_info
+def _erf_build(spec, args, layers=None):
+    from .erf.runner import build_model, default_input_size, resolve_device
 
-    size = _erf_size(args, model_info(spec.name).input_size)
+    size = _erf_size(args, default_input_size(spec))
     return build_model(spec, calibrate=not args.no_calibrate, input_size=size, seed=args.seed,
-                       device=resolve_device(args.device))
+                       device=resolve_device(args.device), layers=layers)
+
+
+def _erf_layout(items):
+    """``--layout SPEC`` (every layer) or ``--layout LAYER=SPEC`` (repeatable) -> the API's ``layout=``."""
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        return items[0]
+    pairs = [item.partition("=") for item in items]
+    if any(not sep for _, sep, _ in pairs):
+        raise ValueError(f"with several --layout values write each as LAYER=LAYOUT, got {items}")
+    return {k: v for k, _, v in pairs}
 
 
 def _erf_print(result, out) -> None:
@@ -234,37 +247,97 @@ def _erf_print(result, out) -> None:
         for k in keys:
             v = metrics.get(k, {}).get("value")
             vals.append(f"{k}={v:.4g}" if v is not None else f"{k}=nan")
-        print(f"  {layer}: " + "  ".join(vals))
+        lay = m.get("layouts", {}).get(layer)
+        where = f" [{lay['layout']}, {lay['source']}]" if lay and lay["source"] not in ("model", "probe") else ""
+        print(f"  {layer}{where}: " + "  ".join(vals))
+    for note in m.get("warnings", []):
+        print(f"  warning: {note}")
+
+
+def _paper_plan(specs, args) -> list[dict]:
+    """The authors' protocol per model of ``erf compare --paper``: layers, N (``--n`` overrides), t_out, offset."""
+    from .erf.runner import paper_erf_layers, paper_protocol
+
+    plan = []
+    for spec in specs:
+        proto = paper_protocol(spec.name, spec.overrides)
+        spec.overrides = {**proto.get("overrides", {}), **spec.overrides}
+        plan.append({"layers": paper_erf_layers(spec.name), "n": args.n or proto.get("runs", 16),
+                     "t_out": proto.get("t_out", "all"),
+                     "offset": tuple(args.offset or proto.get("offset", (0, 0)))})
+    return plan
+
+
+def _paper_estimate(model, size, T, step, args) -> float:
+    """Seconds one model of the --paper run should take: one timed batch of 2 images, scaled to N."""
+    import time
+
+    from .erf import spatial_erf
+
+    start = time.perf_counter()
+    spatial_erf(model, "noise", step["layers"], n_samples=2, input_size=size, batch_size=2, timesteps=T,
+                seed=args.seed, n_boot=0, progress=False, t_out=step["t_out"], offset=step["offset"],
+                layout=_erf_layout(args.layout), stimulus=args.stimulus)
+    return (time.perf_counter() - start) * step["n"] / 2
 
 
 def _cmd_erf(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .erf import SilentLayerWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SilentLayerWarning)  # _erf_print prints them with the layer's numbers
+        return _run_erf(args)
+
+
+def _run_erf(args: argparse.Namespace) -> int:
     from .erf import plots, spatial_erf, temporal_erf
     from .erf.runner import PAPER_COMPARISON, ModelSpec, paper_erf_layers, parse_model_spec
     from .models import parse_overrides
 
+    plan = None
     if args.erf_cmd == "compare":
         names = args.models or (list(PAPER_COMPARISON) if args.paper else [])
         if not names:
             raise SystemExit("spikescope erf compare: name the models, or pass --paper for the paper's comparison")
         specs = [parse_model_spec(s) for s in names]
-        if args.paper and args.layers is None:
-            args.layers = ["paper"]
+        if args.paper:
+            plan = _paper_plan(specs, args)
     else:
         specs = [ModelSpec(args.model, parse_overrides(args.set), args.checkpoint)]
-    paper = args.erf_cmd != "temporal" and args.layers == ["paper"]
+    paper = args.erf_cmd != "temporal" and (plan is not None or args.layers == ["paper"])
+    layers_of = {s.label: (paper_erf_layers(s.name) if paper else getattr(args, "layers", None) or
+                           ([args.layer] if args.erf_cmd == "temporal" else None)) for s in specs}
+    built = {}
+    if plan is not None:  # build everything first: names are checked and the time is known before the long part
+        total = 0.0
+        for spec, step in zip(specs, plan):
+            built[spec.label] = _erf_build(spec, args, layers_of[spec.label])
+            model, size, T, _ = built[spec.label]
+            secs = _paper_estimate(model, size, T, step, args)
+            total += secs
+            print(f"{spec.label}: N={step['n']}, {len(step['layers'])} layer pattern(s), t_out={step['t_out']}, "
+                  f"offset={step['offset']}: about {secs / 60:.1f} min")
+        n_note = "" if args.n else " (the authors' N); --n 8 gives a reduced run"
+        print(f"erf compare --paper: about {total / 60:.1f} min in all on this machine{n_note}; Ctrl-C stops",
+              flush=True)
     results, columns = {}, {}
-    for spec in specs:
-        model, size, T, weights = _erf_build(spec, args)
+    for k, spec in enumerate(specs):
+        step = plan[k] if plan is not None else {"n": args.n or 16, "t_out": _erf_t_out(args.t_out)
+                                                  if args.erf_cmd != "temporal" else "all",
+                                                  "offset": tuple(args.offset or (0, 0))}
+        model, size, T, weights = built.pop(spec.label, None) or _erf_build(spec, args, layers_of[spec.label])
         meta = {"weights": weights, "model_spec": spec.label, "device": str(next(model.parameters()).device)}
-        common = dict(n_samples=args.n if args.inputs.startswith("noise") else None, input_size=size,
+        common = dict(n_samples=step["n"] if args.inputs.startswith("noise") else None, input_size=size,
                       batch_size=args.batch, timesteps=T, seed=args.seed, n_boot=args.boot, label=spec.label,
-                      offset=tuple(args.offset), extra_meta=meta)
+                      offset=step["offset"], extra_meta=meta)
         if args.erf_cmd == "temporal":
             r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
         else:
-            layers = paper_erf_layers(spec.name) if paper else args.layers
-            columns[spec.label] = layers
-            r = spatial_erf(model, args.inputs, layers, mode=args.mode, t_out=_erf_t_out(args.t_out), **common)
+            r = spatial_erf(model, args.inputs, layers_of[spec.label], mode=args.mode, t_out=step["t_out"],
+                            layout=_erf_layout(args.layout), stimulus=args.stimulus, **common)
+            columns[spec.label] = r.layers
         out = r.save(Path(args.out) / spec.label.replace("/", "_") if args.erf_cmd == "compare" else args.out)
         _erf_print(r, out)
         results[spec.label] = r
@@ -273,6 +346,14 @@ def _cmd_erf(args: argparse.Namespace) -> int:
                                   layers=columns if paper else None)
         print(f"comparison figure: {paths[0]} (+ pdf)")
     return 0
+
+
+def _erf_spatial_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", action="append", default=[], metavar="[LAYER=]LAYOUT",
+                   help="output layout where it cannot be inferred: TBCHW, BCHW, BHWC, BNC[:HxW+P], TBNC, BCN, TBCN, "
+                   "windows:HxW/SIDE[/SHIFT] (repeatable as LAYER=LAYOUT; see docs/erf.md)")
+    p.add_argument("--stimulus", default="sum",
+                   help="'sum' (every channel, default), 'channel:K' or 'sqnorm' (for layers whose channels cancel)")
 
 
 def _add_erf_parser(sub) -> None:
@@ -284,6 +365,7 @@ def _add_erf_parser(sub) -> None:
                     help="names/globs (default: all forward_features keys); 'paper': the layers the ST-ERF paper hooked")
     sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
     sp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
+    _erf_spatial_options(sp)
     _erf_common(sp)
     tp = erf_sub.add_parser("temporal", help="T x T temporal ERF matrix of one layer, with the decay fit")
     tp.add_argument("--model", required=True)
@@ -293,12 +375,15 @@ def _add_erf_parser(sub) -> None:
     cp = erf_sub.add_parser("compare", help="several models side by side: NAME[:k=v,...][@checkpoint] ...")
     cp.add_argument("models", nargs="*", help="NAME[:k=v,...][@checkpoint]; none with --paper")
     cp.add_argument("--paper", action="store_true",
-                    help="the paper's comparison: Spikformer-8-512, SDT-v1-8-384, QKFormer-10-384, SDT-v3-S with the "
-                    "conv / MLPixer / SRB mixers, at the layers the paper hooked (figure columns = hook order)")
+                    help="the authors' protocol: without model names their SNN comparison (Spikformer-8-512, "
+                    "SDT-v1-8-384, QKFormer-10-384, SDT-v3-S conv / MLPixer / SRB), else the models named (e.g. "
+                    "timm:vit_tiny_patch16_224); the layers they hooked, their N, t_out, offset (SDT-v3: +5 columns) "
+                    "and SDT-v3 attention scale (attn_scale_factor=1); prints the expected time first")
     cp.add_argument("--layers", nargs="+", default=None, help="names/globs for every model, or 'paper'")
     cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
     cp.add_argument("--t-out", default="all")
     cp.add_argument("--scale", default="log", choices=["log", "linear"])
+    _erf_spatial_options(cp)
     _erf_common(cp)
     for q in (sp, tp, cp):
         q.set_defaults(func=_cmd_erf)
@@ -372,13 +457,17 @@ def _one_line(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one sub-command; bad input ends with a one-line error and exit code 2 instead of a traceback.
+    """Run one sub-command; bad input ends with a one-line error and exit code 2 instead of a traceback, Ctrl-C with
+    a one-line stop and exit code 130.
 
     ``SPIKESCOPE_TRACEBACK=1`` re-raises such errors, for debugging.
     """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"spikescope {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     except Exception as err:
         if not _is_user_error(err) or os.environ.get("SPIKESCOPE_TRACEBACK"):
             raise
