@@ -40,10 +40,10 @@ class ModelSpec:
 
 
 def parse_model_spec(spec: str) -> ModelSpec:
-    """``"sdt_v3_s:mixer=srb,drop_rate=0@ckpt.pth"`` -> ModelSpec."""
+    """``"sdt_v3_s:mixer=srb,widths=[16,32]@ckpt.pth"`` -> ModelSpec (options split on top-level commas only)."""
     body, _, ckpt = spec.partition("@")
     name, _, opts = body.partition(":")
-    return ModelSpec(name, parse_overrides([o for o in opts.split(",") if o]), ckpt or None)
+    return ModelSpec(name, parse_overrides(opts), ckpt or None)
 
 
 def paper_erf_layers(name: str) -> list[str]:

@@ -18,6 +18,7 @@ from .registry import (
     model_info,
     parse_overrides,
     register_model,
+    split_options,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "load_checkpoint",
     "model_info",
     "parse_overrides",
+    "split_options",
     "read_state_dict",
     "register_model",
     "save_checkpoint_atomic",

@@ -17,6 +17,7 @@ import yaml
 
 from ..data.static import ImageRecipe
 from ..data.synthetic import SyntheticConfig
+from ..models.registry import parse_overrides
 
 __all__ = [
     "ConfigError",
@@ -235,17 +236,20 @@ def config_to_dict(cfg) -> dict:
 
 
 def apply_set(values: dict, assignment: str) -> None:
-    """Apply one ``key.sub=value`` override (value parsed as YAML) to nested dicts in place."""
+    """Apply one ``key.sub=value`` override (value parsed as YAML by ``models.parse_overrides``) in place."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. optim.lr=0.01")
-    key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    try:
+        ((key, value),) = parse_overrides([assignment]).items()
+    except ValueError as err:
+        raise ConfigError(f"--set {err}") from None
+    parts = key.split(".")
     node = values
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), values: dict | None = None) -> Config:
