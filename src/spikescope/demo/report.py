@@ -3,7 +3,7 @@
 1. Spatial ERF of SDT-v3-S at the stage-1 and stage-2 outputs for the conv, MLPixer and SRB channel mixers
    (random weights, BN statistics calibrated on noise), side by side on one colour scale per stage.
 2. Temporal ERF (T x T matrix and decay fit) of a LIF stack for two membrane time constants.
-3. A small SMA-VGG trained on synthetic events (:func:`spikescope.train.demo.train_demo`), and its spatial ERF.
+3. A small SMA-VGG trained on synthetic events (:func:`spikescope.demo.training.train_demo`), and its spatial ERF.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .erf import plots, spatial_erf, temporal_erf
-from .erf.runner import ModelSpec, build_model
+from ..erf import plots, spatial_erf, temporal_erf
+from ..erf.runner import ModelSpec, build_model
 
 __all__ = ["run_demo"]
 
@@ -105,7 +105,7 @@ def _temporal_part(out: Path, quick: bool, lines: list[str]) -> None:
     ]
     memory = {}
     for label, tau, depth, r in runs:
-        from .erf import terf_curve
+        from ..erf import terf_curve
 
         curve = terf_curve(r.matrix)
         memory[(depth, tau)] = curve[-1] / curve[0] if curve[0] > 0 else float("nan")
@@ -128,8 +128,8 @@ def _temporal_part(out: Path, quick: bool, lines: list[str]) -> None:
 
 def _training_part(out: Path, quick: bool, lines: list[str]) -> None:
     """Train the small SMA-VGG on synthetic events, then measure the spatial ERF of the trained model."""
-    from .train.data import build_datasets
-    from .train.demo import train_demo
+    from ..train.data import build_datasets
+    from .training import train_demo
 
     summary = train_demo(out / "train", quick)
     model = summary["model"]

@@ -10,8 +10,7 @@ import copy
 import time
 from pathlib import Path
 
-from .config import load_config
-from .engine import fit
+from ..train import fit, load_config
 
 __all__ = ["DEMO_RECIPE", "train_demo"]
 
