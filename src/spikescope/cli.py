@@ -27,11 +27,26 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_threads() -> int:
+    """CPU threads that do not oversubscribe: ``OMP_NUM_THREADS`` if set, else the cores that the 1-minute load
+    average leaves free (at least 1, at most 8)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(8, round(cores - busy)))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
     from .demo import run_demo
 
+    threads = args.threads or _default_threads()
+    torch.set_num_threads(threads)
+    print(f"spikescope demo: {threads} CPU thread(s) (--threads to change), writing to {args.out}/", flush=True)
     report = run_demo(args.out, quick=args.quick)
-    print(f"demo report written to {report}")
+    print(f"demo report written to {report}; the trained model's checkpoint is {Path(args.out) / 'train' / 'best.pt'}")
     return 0
 
 
@@ -74,13 +89,18 @@ def _add_train_commands(sub) -> None:
 # --- end train / eval ---
 
 
+def _print_warnings(command: str, caught: list) -> None:
+    for w in caught:
+        print(f"spikescope {command}: warning: {w.message}", file=sys.stderr)
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     import json
+    import warnings
 
     import torch
 
-    from .analysis.energy import E_MAC_PJ, EnergyMeter
-    from .analysis.firing import FiringRateRecorder
+    from .analysis.profile import profile_model
     from .erf.runner import ModelSpec, build_model, resolve_device
     from .models import model_info, parse_overrides
 
@@ -92,28 +112,27 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                           device=device)
     torch.manual_seed(args.seed)
     x = torch.rand(T, args.batch, *size) if info.input_kind == "events" else torch.randn(args.batch, *size)
-    with torch.no_grad(), FiringRateRecorder(model) as rates, EnergyMeter(model) as meter:
-        model(x.to(device))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prof = profile_model(model, x.to(device), calibrate=False)  # build_model calibrated it unless told not to
     per = 1.0 / args.batch
     print(f"{spec.label}: {weights}; random input {list(x.shape)} (per-sample figures below)")
     print(f"{'layer':48s} {'input':6s} {'MACs (M)':>10s} {'ACs (M)':>10s} {'energy (uJ)':>12s}")
-    for ops in meter.layers.values():
+    for ops in prof.layers.values():
         kind = "spikes" if ops.spiking_input else "real"
         print(f"{ops.name:48s} {kind:6s} {ops.macs * per / 1e6:10.3f} {ops.acs * per / 1e6:10.3f} "
               f"{ops.energy_pj * per * 1e-6:12.3f}")
-    dense_mj = sum(o.macs for o in meter.layers.values()) * per * E_MAC_PJ * 1e-9
-    total_mj = meter.total_energy_mj() * per
-    fr = rates.rates()
-    mean_rate = sum(fr.values()) / max(len(fr), 1)
+    dense_mj, total_mj, fr = prof.dense_energy_mj, prof.energy_mj, prof.rates
     print(f"energy per sample: {total_mj:.4f} mJ (the same network with dense MACs: {dense_mj:.4f} mJ); "
-          f"mean firing rate over {len(fr)} spiking layers: {mean_rate:.4f}")
+          f"mean firing rate over {len(fr)} spiking layers: {prof.mean_rate:.4f}")
+    _print_warnings("analyze", caught)
     print("(45 nm estimate: E_MAC 4.6 pJ, E_AC 0.9 pJ, as in the SDT papers; not a measured figure)")
     if args.json:
         report = {
             "model": spec.label, "weights": weights, "input": list(x.shape), "energy_mj_per_sample": total_mj,
             "dense_mac_energy_mj_per_sample": dense_mj, "firing_rates": fr,
             "layers": {o.name: {"spiking_input": o.spiking_input, "macs": o.macs * per, "acs": o.acs * per}
-                       for o in meter.layers.values()},
+                       for o in prof.layers.values()},
         }
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2)
@@ -137,19 +156,22 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_heatmap(args: argparse.Namespace) -> int:
+    import warnings
+
     import numpy as np
     import torch
 
     from .analysis.heatmap import spike_heatmaps
-    from .erf.runner import resolve_device
-    from .models import create_model, example_input, load_checkpoint, model_info, parse_overrides
+    from .erf.runner import ModelSpec, build_model, resolve_device
+    from .models import example_input, model_info, parse_overrides
 
-    device = resolve_device(args.device)
-    model = create_model(args.model, **parse_overrides(args.set))
-    if args.checkpoint:
-        print(load_checkpoint(model, args.checkpoint))
-    model.eval().to(device)
-    info, cfg = model_info(args.model), getattr(model, "cfg", None)
+    spec, info = ModelSpec(args.model, parse_overrides(args.set), args.checkpoint), model_info(args.model)
+    size = (info.input_size[0], *spec.overrides["input_size"]) if "input_size" in spec.overrides else None
+    model, _, _, weights = build_model(spec, calibrate=not args.no_calibrate, seed=args.seed, input_size=size,
+                                       device=resolve_device(args.device))
+    device = next(model.parameters()).device
+    print(f"{spec.label}: {weights}")
+    cfg = getattr(model, "cfg", None)
     if args.input:
         raw = np.load(args.input) if args.input.endswith(".npy") else torch.load(args.input, weights_only=True)
         x = torch.as_tensor(raw).float()
@@ -161,7 +183,10 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
         if cfg is not None and hasattr(cfg, "input_size") and hasattr(cfg, "in_channels"):
             x = torch.rand(*x.shape[:-3], cfg.in_channels, *cfg.input_size)
         print(f"no --input given: using a random input of shape {list(x.shape)} (the model's input layout)")
-    paths = spike_heatmaps(model, x.to(device), args.layer, args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = spike_heatmaps(model, x.to(device), args.layer, args.out)
+    _print_warnings("heatmap", caught)
     print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
     return 0
 
@@ -302,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the built-in demo on the CPU (no download) and write a report")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a reduced run (used by the test suite)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free)")
     p.set_defaults(func=_cmd_demo)
     _add_train_commands(sub)
 
@@ -324,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--input", help="one sample as .pt or .npy in the model's layout (default: a random input)")
     p.add_argument("--set", default=[], action="append", help="model override key=value (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, input and BN calibration")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="keep default BN statistics for random weights (layers then often fire no spike)")
     _add_device_arg(p)
     p.set_defaults(func=_cmd_heatmap)
     p = sub.add_parser("convert", help="rewrite a released checkpoint under spikescope's key names, with provenance")

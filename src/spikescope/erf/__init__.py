@@ -1,5 +1,5 @@
 """ST-ERF engine: spatial ERF maps, temporal T x T matrices, metrics, figures and reports (sterf.md §1)."""
-from .calibrate import calibrate_bn
+from ..models.calibrate import calibrate_bn
 from .hooks import LayerError
 from .inputs import make_source
 from .metrics import area90, area_ratios, bootstrap_metrics, fit_exp_decay, gaussian_fit

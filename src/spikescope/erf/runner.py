@@ -1,7 +1,7 @@
 """Build a registered model for an ERF run from a spec string ``name[:k=v,...][@checkpoint]``.
 
 Without a checkpoint the model keeps its random weights and its BN statistics are calibrated on noise
-(:func:`~spikescope.erf.calibrate.calibrate_bn`); the returned ``weights`` string says which was used.
+(:func:`~spikescope.models.calibrate.calibrate_bn`); the returned ``weights`` string says which was used.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..models import create_model, model_info, parse_overrides
-from .calibrate import calibrate_bn
+from ..models.calibrate import calibrate_bn
 
 __all__ = ["ModelSpec", "PAPER_COMPARISON", "parse_model_spec", "paper_erf_layers", "build_model", "resolve_device"]
 

@@ -1,4 +1,5 @@
 """Model families, the registry and checkpoint loading."""
+from .calibrate import bn_is_default, calibrate_bn
 from .checkpoints import (
     CheckpointError,
     LoadReport,
@@ -22,6 +23,8 @@ from .registry import (
 )
 
 __all__ = [
+    "bn_is_default",
+    "calibrate_bn",
     "CheckpointError",
     "LoadReport",
     "ModelInfo",
