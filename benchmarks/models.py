@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from spikescope.models import create_model, example_input, parse_overrides
+from spikescope.models import create_model, example_input, parse_overrides, split_options
 
 AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -91,7 +91,7 @@ def main() -> None:
     variants = [overrides]
     if args.vary:
         key, _, values = args.vary.partition("=")
-        variants = [{**overrides, **parse_overrides([f"{key}={v}"])} for v in values.split(",")]
+        variants = [{**overrides, **parse_overrides([f"{key}={v}"])} for v in split_options(values)]
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     results = []
     for name in args.model:
@@ -99,8 +99,9 @@ def main() -> None:
             r = benchmark(name, ov, args.batch, args.amp, args.device, args.warmup, args.steps)
             if args.device != "cuda" and results:  # ru_maxrss never decreases: only the first run's growth is its own
                 r["peak_mib"], r["peak_kind"] = None, "not measured (CPU peak RSS is per process; run one per process)"
+            peak = "n/a (CPU: one model per process)" if r["peak_mib"] is None else f"{r['peak_mib']} MiB"
             print(f"{name} {ov or ''} batch {args.batch} {args.amp}: {r['ms_per_step']} ms/step, "
-                  f"{r['samples_per_s']} samples/s, peak {r['peak_mib']} MiB ({r['peak_kind']})")
+                  f"{r['samples_per_s']} samples/s, peak {peak} ({r['peak_kind']})")
             results.append(r)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def test_cli_spatial_temporal_compare(tmp_path, capsys):
                  "--out", str(tmp_path / "s"), *common]) == 0
     meta = json.loads((tmp_path / "s" / "metrics.json").read_text())["meta"]
     assert meta["N"] == 3 and meta["layers"] == ["layer1", "layer2", "layer3"]
-    assert "BN calibrated" in meta["weights"]
+    assert meta["weights"] == "random weights (seed 0; no BN layer to calibrate)"  # toy_convnet has no BN
     assert main(["erf", "temporal", "--model", "toy_convnet", "--layer", "acts.1", "--output", "membrane",
                  "--out", str(tmp_path / "t"), *common]) == 0
     assert (tmp_path / "t" / "temporal.png").exists()

@@ -1,4 +1,5 @@
-"""The ``spikescope`` command line: thin calls into the library, one function per sub-command."""
+"""The spikescope command line: spiking vision models, their ERFs, training and analysis (thin calls into the
+library, one function per sub-command; --help on each)."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,24 @@ import sys
 from pathlib import Path
 
 
+def _natural_key(name: str) -> list:
+    """``ms_resnet18`` before ``ms_resnet104``: digit runs compare as numbers."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
+    import fnmatch
+
     from .models import count_parameters, list_models, model_info
 
-    names = list_models(args.pattern)
+    pattern = args.pattern.lower()
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"  # a plain word matches anywhere in the name
+    names = sorted((n for n in list_models() if fnmatch.fnmatchcase(n.lower(), pattern)), key=_natural_key)
     if not names:
-        print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
-        return 1
+        raise ValueError(f"no registered model matches {args.pattern!r}; run `spikescope models` to list them all")
     rows = []
     for name in names:
         info = model_info(name)
@@ -55,7 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import fit, load_config
 
     result = fit(load_config(args.config, args.set), resume=args.resume)
-    if result.history:
+    if result.history and int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0)
         print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
     return 0
 
@@ -204,8 +216,9 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=16, help="number of input samples N (default 16)")
     p.add_argument("--batch", type=int, default=8, help="samples per forward pass (default 8)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
-    p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"),
+                   help="move the stimulus DY rows, DX columns away from the centre of each map (default 0 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, noise inputs and bootstrap")
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
     _add_device_arg(p)
     p.add_argument("--out", required=True, help="output folder")
@@ -270,12 +283,15 @@ def _cmd_erf(args: argparse.Namespace) -> int:
                       batch_size=args.batch, timesteps=T, seed=args.seed, n_boot=args.boot, label=spec.label,
                       offset=tuple(args.offset), extra_meta=meta)
         if args.erf_cmd == "temporal":
+            if T < 2:
+                raise ValueError(f"{spec.label} runs T = {T} timestep: a temporal ERF needs T >= 2 to have delays to "
+                                 "fit; give the model more timesteps, e.g. --set timesteps=4")
             r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
         else:
             layers = paper_erf_layers(spec.name) if paper else args.layers
             columns[spec.label] = layers
             r = spatial_erf(model, args.inputs, layers, mode=args.mode, t_out=_erf_t_out(args.t_out), **common)
-        out = r.save(Path(args.out) / spec.label.replace("/", "_") if args.erf_cmd == "compare" else args.out)
+        out = r.save(Path(args.out) / spec.slug if args.erf_cmd == "compare" else args.out)
         _erf_print(r, out)
         results[spec.label] = r
     if args.erf_cmd == "compare":
@@ -285,20 +301,25 @@ def _cmd_erf(args: argparse.Namespace) -> int:
     return 0
 
 
+MODE_HELP = ("how gradients become a map: 'official' |sum over timesteps| as the authors' scripts (default), 'abs' "
+             "sum of |gradient| over timesteps, 'replknet' RepLKNet's ReLU of the sum (docs/erf.md)")
+
+
 def _add_erf_parser(sub) -> None:
     p = sub.add_parser("erf", help="spatial / temporal effective receptive fields (ST-ERF)")
     erf_sub = p.add_subparsers(dest="erf_cmd", required=True)
     sp = erf_sub.add_parser("spatial", help="spatial ERF maps of one or more layers")
-    sp.add_argument("--model", required=True)
+    sp.add_argument("--model", required=True, help="registered model name (spikescope models)")
     sp.add_argument("--layers", nargs="+", default=None,
                     help="names/globs (default: all forward_features keys); 'paper': the layers the ST-ERF paper hooked")
-    sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
+    sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"], help=MODE_HELP)
     sp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
     _erf_common(sp)
     tp = erf_sub.add_parser("temporal", help="T x T temporal ERF matrix of one layer, with the decay fit")
-    tp.add_argument("--model", required=True)
-    tp.add_argument("--layer", required=True)
-    tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"])
+    tp.add_argument("--model", required=True, help="registered model name (spikescope models)")
+    tp.add_argument("--layer", required=True, help="one layer name (a wrong name lists the close ones)")
+    tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"],
+                    help="differentiate the layer's spikes (default) or, for a neuron, its membrane potential")
     _erf_common(tp)
     cp = erf_sub.add_parser("compare", help="several models side by side: NAME[:k=v,...][@checkpoint] ...")
     cp.add_argument("models", nargs="*", help="NAME[:k=v,...][@checkpoint]; none with --paper")
@@ -306,9 +327,9 @@ def _add_erf_parser(sub) -> None:
                     help="the paper's comparison: Spikformer-8-512, SDT-v1-8-384, QKFormer-10-384, SDT-v3-S with the "
                     "conv / MLPixer / SRB mixers, at the layers the paper hooked (figure columns = hook order)")
     cp.add_argument("--layers", nargs="+", default=None, help="names/globs for every model, or 'paper'")
-    cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
-    cp.add_argument("--t-out", default="all")
-    cp.add_argument("--scale", default="log", choices=["log", "linear"])
+    cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"], help=MODE_HELP)
+    cp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
+    cp.add_argument("--scale", default="log", choices=["log", "linear"], help="colour scale of the figure")
     _erf_common(cp)
     for q in (sp, tp, cp):
         q.set_defaults(func=_cmd_erf)
@@ -320,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered models with parameter counts and input layouts")
-    p.add_argument("pattern", nargs="?", default="*", help="glob on model names, e.g. 'sdt_v3_*'")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="glob on model names, case-insensitive, e.g. 'sdt_v3_*'; a plain word matches anywhere")
     p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
     p.set_defaults(func=_cmd_models)
 

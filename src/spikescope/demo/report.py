@@ -59,7 +59,7 @@ def _spatial_part(out: Path, quick: bool, lines: list[str], say: _Say) -> None:
         r = spatial_erf(model, "noise", layers, n_samples=n, input_size=size_, batch_size=batch, timesteps=T,
                         n_boot=0 if quick else 50, progress=not say.quiet, label=spec.label,
                         extra_meta={"weights": weights})
-        r.save(out / "spatial" / spec.label, figures=False)
+        r.save(out / "spatial" / spec.slug, figures=False)
         results[spec.label] = r
     plots.plot_layers(results, out / "spatial_compare")
     lines += [

@@ -6,6 +6,7 @@ Without a checkpoint the model keeps its random weights and its BN statistics ar
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,12 @@ class ModelSpec:
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.overrides.items())
         return self.name + (f"[{opts}]" if opts else "")
+
+    @property
+    def slug(self) -> str:
+        """A folder name without shell glob characters: ``sdt_v3_s[mixer=conv]`` -> ``sdt_v3_s__mixer-conv``."""
+        opts = "".join(f"__{k}-{v}" for k, v in self.overrides.items())
+        return re.sub(r"[^A-Za-z0-9._=+-]+", "_", self.name + opts).strip("_") or "model"
 
 
 def parse_model_spec(spec: str) -> ModelSpec:
@@ -85,7 +92,8 @@ def build_model(spec: ModelSpec, *, calibrate: bool = True, input_size=None, see
     elif calibrate:
         d = calibrate_bn(model, size, timesteps=T, n_batches=calib_batches, batch_size=calib_batch_size, seed=seed)
         weights = (f"random weights + BN calibrated on N(0,1) noise ({d['bn_layers']} BN layers, "
-                   f"{d['batches']}x{d['batch_size']} images {size[1]}x{size[2]}, seed {seed})")
+                   f"{d['batches']}x{d['batch_size']} images {size[1]}x{size[2]}, seed {seed})" if d["bn_layers"] else
+                   f"random weights (seed {seed}; no BN layer to calibrate)")
     else:
         weights = "random weights, default BN statistics (not calibrated)"
     return model.eval(), size, T, weights
