@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -191,15 +192,16 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = _Say(quiet=not progress)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     lines = ["# spikescope demo", "",
              "CPU only, built-in inputs, no download. Numbers are measured by this run; see docs/erf.md for the "
              "definitions.", ""]
     _spatial_part(out, quick, lines, say)
     _temporal_part(out, quick, lines, say)
     _training_part(out, quick, lines, say)
-    lines.append(f"Total time: {time.perf_counter() - start:.1f} s ({'quick' if quick else 'full'} run, "
-                 f"{torch.get_num_threads()} CPU threads).")
+    lines.append(f"Total time: {time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu_start:.1f} s CPU "
+                 f"({'quick' if quick else 'full'} run, {torch.get_num_threads()} CPU threads, load average "
+                 f"{os.getloadavg()[0]:.1f} at the end).")
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
