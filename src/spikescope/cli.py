@@ -66,7 +66,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import fit, load_config
 
-    result = fit(load_config(args.config, args.set), resume=args.resume)
+    result = fit(load_config(args.config, args.set), resume=args.resume, overwrite=args.overwrite,
+                 accept_changes=args.accept_changes)
     if result.history and int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0)
         print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
     return 0
@@ -88,6 +89,10 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run from <run_dir>/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in <run_dir> (refused by default)")
+    p.add_argument("--accept-changes", action="store_true",
+                   help="with --resume: continue although the recipe changed (the changes are listed)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and firing rates of a checkpoint")
@@ -203,6 +208,13 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:1', ...")
 
@@ -213,8 +225,8 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="weights file; without it: random weights + BN calibration")
     p.add_argument("--no-calibrate", action="store_true", help="keep default BN statistics for random weights")
     p.add_argument("--inputs", default="noise", help="'noise', 'noise-iid:T' or an image folder (default: noise)")
-    p.add_argument("--n", type=int, default=16, help="number of input samples N (default 16)")
-    p.add_argument("--batch", type=int, default=8, help="samples per forward pass (default 8)")
+    p.add_argument("--n", type=_positive_int, default=16, help="number of input samples N (default 16)")
+    p.add_argument("--batch", type=_positive_int, default=8, help="samples per forward pass (default 8)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
     p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"),
                    help="move the stimulus DY rows, DX columns away from the centre of each map (default 0 0)")
@@ -359,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default=[], action="append", metavar="K=V", help="model option (repeatable)")
     p.add_argument("--checkpoint", help="weights file; without it: random weights + BN calibrated on noise")
     p.add_argument("--no-calibrate", action="store_true", help="keep default BN statistics for random weights")
-    p.add_argument("--batch", type=int, default=2, help="random samples in the forward pass (default 2)")
+    p.add_argument("--batch", type=_positive_int, default=2, help="random samples in the forward pass (default 2)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the report to this file")
@@ -397,6 +409,16 @@ def _is_user_error(err: BaseException) -> bool:
     return isinstance(err, (ValueError, TypeError, OSError, CheckpointError))
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker ("Caught ... Original Traceback ..."),
+    the original exception's own last line, without the worker's traceback."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; bad input ends with a one-line error and exit code 2 instead of a traceback.
 
@@ -408,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if not _is_user_error(err) or os.environ.get("SPIKESCOPE_TRACEBACK"):
             raise
-        print(f"spikescope {args.command}: error: {err}", file=sys.stderr)
+        print(f"spikescope {args.command}: error: {_one_line(err)}", file=sys.stderr)
         print("(set SPIKESCOPE_TRACEBACK=1 to see where it was raised)", file=sys.stderr)
         return 2
 

@@ -73,7 +73,7 @@ def train_demo(out_dir: str | Path, quick: bool = False, progress: bool = False)
         recipe["train"]["epochs"] = 3
     cfg = load_config(values=recipe)
     t0 = time.perf_counter()
-    result = fit(cfg)
+    result = fit(cfg, overwrite=True)  # the demo owns this run folder
     seconds = time.perf_counter() - t0
     plot = out_dir / "loss_curve.png"
     _plot(result.history, plot)

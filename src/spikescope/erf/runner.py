@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models import create_model, model_info, parse_overrides
+from ..models import checkpoint_options, create_model, model_info, parse_overrides
 from ..models.calibrate import calibrate_bn
 
 __all__ = ["ModelSpec", "PAPER_COMPARISON", "parse_model_spec", "paper_erf_layers", "build_model", "resolve_device"]
@@ -82,11 +82,13 @@ def build_model(spec: ModelSpec, *, calibrate: bool = True, input_size=None, see
     """
     info = model_info(spec.name)
     torch.manual_seed(seed)  # random weights are reproducible from the seed
-    model = create_model(spec.name, pretrained=spec.checkpoint, **spec.overrides).to(device)
+    # a training checkpoint rebuilds the model it was trained as (its recorded options, then --set)
+    overrides = checkpoint_options(spec.name, spec.overrides, spec.checkpoint) if spec.checkpoint else spec.overrides
+    model = create_model(spec.name, pretrained=spec.checkpoint, **overrides).to(device)
     cfg = getattr(model, "cfg", None)
     size = tuple(input_size) if input_size else info.input_size
     size = (int(getattr(cfg, "in_channels", size[0])), *size[1:])  # an in_channels override changes C
-    T = int(spec.overrides.get("timesteps", getattr(cfg, "timesteps", getattr(cfg, "T", info.timesteps))))
+    T = int(overrides.get("timesteps", getattr(cfg, "timesteps", getattr(cfg, "T", info.timesteps))))
     if spec.checkpoint:
         weights = f"checkpoint {spec.checkpoint}"
     elif calibrate:

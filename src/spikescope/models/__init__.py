@@ -3,10 +3,12 @@ from .calibrate import bn_is_default, calibrate_bn
 from .checkpoints import (
     CheckpointError,
     LoadReport,
+    checkpoint_options,
     convert_checkpoint,
     load_checkpoint,
     read_state_dict,
     save_checkpoint_atomic,
+    trained_model,
 )
 from .registry import (
     ModelInfo,
@@ -30,6 +32,7 @@ __all__ = [
     "ModelInfo",
     "UnknownModelError",
     "apply_overrides",
+    "checkpoint_options",
     "convert_checkpoint",
     "count_parameters",
     "create_model",
@@ -42,4 +45,5 @@ __all__ = [
     "read_state_dict",
     "register_model",
     "save_checkpoint_atomic",
+    "trained_model",
 ]
