@@ -48,7 +48,7 @@ def test_train_summary_only_on_rank_0(monkeypatch, capsys):
     class Result:
         history, run_dir, best_acc1, last_acc1 = [{"epoch": 0}], "runs/x", 50.0, 40.0
 
-    monkeypatch.setattr(spikescope.train, "fit", lambda cfg, resume=False: Result())
+    monkeypatch.setattr(spikescope.train, "fit", lambda cfg, **kwargs: Result())
     monkeypatch.setenv("RANK", "1")
     assert main(["train", "--config", "configs/demo.yaml"]) == 0
     assert capsys.readouterr().out == ""

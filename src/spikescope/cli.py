@@ -180,14 +180,19 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
 
     from .analysis.heatmap import spike_heatmaps
     from .erf.runner import ModelSpec, build_model, resolve_device
-    from .models import example_input, model_info, parse_overrides
+    from .models import checkpoint_options, create_model, example_input, load_checkpoint, model_info, parse_overrides
 
     spec, info = ModelSpec(args.model, parse_overrides(args.set), args.checkpoint), model_info(args.model)
-    size = (info.input_size[0], *spec.overrides["input_size"]) if "input_size" in spec.overrides else None
-    model, _, _, weights = build_model(spec, calibrate=not args.no_calibrate, seed=args.seed, input_size=size,
-                                       device=resolve_device(args.device))
-    device = next(model.parameters()).device
-    print(f"{spec.label}: {weights}")
+    device = resolve_device(args.device)
+    if args.checkpoint:  # a training checkpoint rebuilds the model it was trained as
+        model = create_model(args.model, **checkpoint_options(args.model, spec.overrides, args.checkpoint))
+        print(load_checkpoint(model, args.checkpoint))
+        model.eval().to(device)
+    else:  # random weights: BN calibrated on noise unless --no-calibrate, as in analyze and erf
+        size = (info.input_size[0], *spec.overrides["input_size"]) if "input_size" in spec.overrides else None
+        model, _, _, weights = build_model(spec, calibrate=not args.no_calibrate, seed=args.seed, input_size=size,
+                                           device=device)
+        print(f"{spec.label}: {weights}")
     cfg = getattr(model, "cfg", None)
     if args.input:
         raw = np.load(args.input) if args.input.endswith(".npy") else torch.load(args.input, weights_only=True)
