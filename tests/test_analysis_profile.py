@@ -28,6 +28,7 @@ def test_python_api_matches_the_cli_by_default(tmp_path):
     assert sum(r > 0 for r in prof.rates.values()) > len(prof.rates) / 2
 
 
+@pytest.mark.filterwarnings("ignore::spikescope.analysis.SilentNetworkWarning")  # tiny random model, as loaded
 def test_loaded_statistics_are_not_recalibrated():
     model = _model("sma_vgg8_dvs128", timesteps=4, widths=[8] * 5, hidden=[8, 8])
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
