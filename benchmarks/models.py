@@ -135,8 +135,9 @@ def main() -> None:
             continue
         if args.device != "cuda" and results:  # ru_maxrss never decreases: only the first run's growth is its own
             r["peak_mib"], r["peak_kind"] = None, "not measured (CPU peak RSS is per process; run one per process)"
+        peak = "n/a (CPU: one model per process)" if r["peak_mib"] is None else f"{r['peak_mib']} MiB"
         print(f"{name} {ov or ''} neurons={nb} batch {args.batch} {args.amp}: {r['ms_per_step']} ms/step, "
-              f"{r['samples_per_s']} samples/s, peak {r['peak_mib']} MiB ({r['peak_kind']})")
+              f"{r['samples_per_s']} samples/s, peak {peak} ({r['peak_kind']})")
         results.append(r)
         if args.device == "cuda":
             torch.cuda.empty_cache()

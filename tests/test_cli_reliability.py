@@ -6,8 +6,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from spikescope.cli import _one_line, main
 from spikescope.data.events import EventFileError
+from spikescope.demo import DEMO_RECIPE
 from spikescope.models import checkpoint_options, create_model
-from spikescope.train.demo import DEMO_RECIPE
 
 
 @pytest.fixture(scope="module")

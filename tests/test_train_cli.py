@@ -8,9 +8,9 @@ from _train_helpers import TinySNN
 
 from spikescope.analysis import FiringRateRecorder
 from spikescope.cli import main
+from spikescope.demo import DEMO_RECIPE, train_demo
 from spikescope.models import count_parameters, list_models
 from spikescope.train import load_config
-from spikescope.train.demo import DEMO_RECIPE, train_demo
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 FAMILIES = ("sma_vgg8_", "ms_resnet", "sdt_v3_")

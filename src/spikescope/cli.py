@@ -1,4 +1,5 @@
-"""The ``spikescope`` command line: thin calls into the library, one function per sub-command."""
+"""The spikescope command line: spiking vision models, their ERFs, training and analysis (thin calls into the
+library, one function per sub-command; --help on each)."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,24 @@ import sys
 from pathlib import Path
 
 
+def _natural_key(name: str) -> list:
+    """``ms_resnet18`` before ``ms_resnet104``: digit runs compare as numbers."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
+    import fnmatch
+
     from .models import count_parameters, list_models, model_info
 
-    names = list_models(args.pattern)
+    pattern = args.pattern.lower()
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"  # a plain word matches anywhere in the name
+    names = sorted((n for n in list_models() if fnmatch.fnmatchcase(n.lower(), pattern)), key=_natural_key)
     if not names:
-        print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
-        return 1
+        raise ValueError(f"no registered model matches {args.pattern!r}; run `spikescope models` to list them all")
     rows = []
     for name in names:
         info = model_info(name)
@@ -27,11 +39,26 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_threads() -> int:
+    """CPU threads that do not oversubscribe: ``OMP_NUM_THREADS`` if set, else the cores that the 1-minute load
+    average leaves free (at least 1, at most 8)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(8, round(cores - busy)))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
     from .demo import run_demo
 
+    threads = args.threads or _default_threads()
+    torch.set_num_threads(threads)
+    print(f"spikescope demo: {threads} CPU thread(s) (--threads to change), writing to {args.out}/", flush=True)
     report = run_demo(args.out, quick=args.quick)
-    print(f"demo report written to {report}")
+    print(f"demo report written to {report}; the trained model's checkpoint is {Path(args.out) / 'train' / 'best.pt'}")
     return 0
 
 
@@ -41,7 +68,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = fit(load_config(args.config, args.set), resume=args.resume, overwrite=args.overwrite,
                  accept_changes=args.accept_changes)
-    if result.history:
+    if result.history and int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0)
         print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
     return 0
 
@@ -79,13 +106,18 @@ def _add_train_commands(sub) -> None:
 # --- end train / eval ---
 
 
+def _print_warnings(command: str, caught: list) -> None:
+    for w in caught:
+        print(f"spikescope {command}: warning: {w.message}", file=sys.stderr)
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     import json
+    import warnings
 
     import torch
 
-    from .analysis.energy import E_MAC_PJ, EnergyMeter
-    from .analysis.firing import FiringRateRecorder
+    from .analysis.profile import profile_model
     from .erf.runner import ModelSpec, build_model, resolve_device
     from .models import model_info, parse_overrides
 
@@ -97,28 +129,27 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                           device=device)
     torch.manual_seed(args.seed)
     x = torch.rand(T, args.batch, *size) if info.input_kind == "events" else torch.randn(args.batch, *size)
-    with torch.no_grad(), FiringRateRecorder(model) as rates, EnergyMeter(model) as meter:
-        model(x.to(device))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prof = profile_model(model, x.to(device), calibrate=False)  # build_model calibrated it unless told not to
     per = 1.0 / args.batch
     print(f"{spec.label}: {weights}; random input {list(x.shape)} (per-sample figures below)")
     print(f"{'layer':48s} {'input':6s} {'MACs (M)':>10s} {'ACs (M)':>10s} {'energy (uJ)':>12s}")
-    for ops in meter.layers.values():
+    for ops in prof.layers.values():
         kind = "spikes" if ops.spiking_input else "real"
         print(f"{ops.name:48s} {kind:6s} {ops.macs * per / 1e6:10.3f} {ops.acs * per / 1e6:10.3f} "
               f"{ops.energy_pj * per * 1e-6:12.3f}")
-    dense_mj = sum(o.macs for o in meter.layers.values()) * per * E_MAC_PJ * 1e-9
-    total_mj = meter.total_energy_mj() * per
-    fr = rates.rates()
-    mean_rate = sum(fr.values()) / max(len(fr), 1)
+    dense_mj, total_mj, fr = prof.dense_energy_mj, prof.energy_mj, prof.rates
     print(f"energy per sample: {total_mj:.4f} mJ (the same network with dense MACs: {dense_mj:.4f} mJ); "
-          f"mean firing rate over {len(fr)} spiking layers: {mean_rate:.4f}")
+          f"mean firing rate over {len(fr)} spiking layers: {prof.mean_rate:.4f}")
+    _print_warnings("analyze", caught)
     print("(45 nm estimate: E_MAC 4.6 pJ, E_AC 0.9 pJ, as in the SDT papers; not a measured figure)")
     if args.json:
         report = {
             "model": spec.label, "weights": weights, "input": list(x.shape), "energy_mj_per_sample": total_mj,
             "dense_mac_energy_mj_per_sample": dense_mj, "firing_rates": fr,
             "layers": {o.name: {"spiking_input": o.spiking_input, "macs": o.macs * per, "acs": o.acs * per}
-                       for o in meter.layers.values()},
+                       for o in prof.layers.values()},
         }
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2)
@@ -142,22 +173,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_heatmap(args: argparse.Namespace) -> int:
+    import warnings
+
     import numpy as np
     import torch
 
     from .analysis.heatmap import spike_heatmaps
-    from .erf.runner import resolve_device
+    from .erf.runner import ModelSpec, build_model, resolve_device
     from .models import checkpoint_options, create_model, example_input, load_checkpoint, model_info, parse_overrides
 
+    spec, info = ModelSpec(args.model, parse_overrides(args.set), args.checkpoint), model_info(args.model)
     device = resolve_device(args.device)
-    overrides = parse_overrides(args.set)
     if args.checkpoint:  # a training checkpoint rebuilds the model it was trained as
-        overrides = checkpoint_options(args.model, overrides, args.checkpoint)
-    model = create_model(args.model, **overrides)
-    if args.checkpoint:
+        model = create_model(args.model, **checkpoint_options(args.model, spec.overrides, args.checkpoint))
         print(load_checkpoint(model, args.checkpoint))
-    model.eval().to(device)
-    info, cfg = model_info(args.model), getattr(model, "cfg", None)
+        model.eval().to(device)
+    else:  # random weights: BN calibrated on noise unless --no-calibrate, as in analyze and erf
+        size = (info.input_size[0], *spec.overrides["input_size"]) if "input_size" in spec.overrides else None
+        model, _, _, weights = build_model(spec, calibrate=not args.no_calibrate, seed=args.seed, input_size=size,
+                                           device=device)
+        print(f"{spec.label}: {weights}")
+    cfg = getattr(model, "cfg", None)
     if args.input:
         raw = np.load(args.input) if args.input.endswith(".npy") else torch.load(args.input, weights_only=True)
         x = torch.as_tensor(raw).float()
@@ -169,7 +205,10 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
         if cfg is not None and hasattr(cfg, "input_size") and hasattr(cfg, "in_channels"):
             x = torch.rand(*x.shape[:-3], cfg.in_channels, *cfg.input_size)
         print(f"no --input given: using a random input of shape {list(x.shape)} (the model's input layout)")
-    paths = spike_heatmaps(model, x.to(device), args.layer, args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = spike_heatmaps(model, x.to(device), args.layer, args.out)
+    _print_warnings("heatmap", caught)
     print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
     return 0
 
@@ -196,8 +235,9 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=_positive_int, default=8, help="samples per forward pass (default 8)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
     p.add_argument("--offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
-                   help="stimulus offset from the exact centre (default 0 0; compare --paper: the authors' offset)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="move the stimulus DY rows, DX columns away from the centre of each map (default 0 0; "
+                   "compare --paper: the authors' offset)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, noise inputs and bootstrap")
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
     _add_device_arg(p)
     p.add_argument("--out", required=True, help="output folder")
@@ -333,12 +373,15 @@ def _run_erf(args: argparse.Namespace) -> int:
                       batch_size=args.batch, timesteps=T, seed=args.seed, n_boot=args.boot, label=spec.label,
                       offset=step["offset"], extra_meta=meta)
         if args.erf_cmd == "temporal":
+            if T < 2:
+                raise ValueError(f"{spec.label} runs T = {T} timestep: a temporal ERF needs T >= 2 to have delays to "
+                                 "fit; give the model more timesteps, e.g. --set timesteps=4")
             r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
         else:
             r = spatial_erf(model, args.inputs, layers_of[spec.label], mode=args.mode, t_out=step["t_out"],
                             layout=_erf_layout(args.layout), stimulus=args.stimulus, **common)
             columns[spec.label] = r.layers
-        out = r.save(Path(args.out) / spec.label.replace("/", "_") if args.erf_cmd == "compare" else args.out)
+        out = r.save(Path(args.out) / spec.slug if args.erf_cmd == "compare" else args.out)
         _erf_print(r, out)
         results[spec.label] = r
     if args.erf_cmd == "compare":
@@ -346,6 +389,10 @@ def _run_erf(args: argparse.Namespace) -> int:
                                   layers=columns if paper else None)
         print(f"comparison figure: {paths[0]} (+ pdf)")
     return 0
+
+
+MODE_HELP = ("how gradients become a map: 'official' |sum over timesteps| as the authors' scripts (default), 'abs' "
+             "sum of |gradient| over timesteps, 'replknet' RepLKNet's ReLU of the sum (docs/erf.md)")
 
 
 def _erf_spatial_options(p: argparse.ArgumentParser) -> None:
@@ -360,17 +407,18 @@ def _add_erf_parser(sub) -> None:
     p = sub.add_parser("erf", help="spatial / temporal effective receptive fields (ST-ERF)")
     erf_sub = p.add_subparsers(dest="erf_cmd", required=True)
     sp = erf_sub.add_parser("spatial", help="spatial ERF maps of one or more layers")
-    sp.add_argument("--model", required=True)
+    sp.add_argument("--model", required=True, help="registered model name (spikescope models)")
     sp.add_argument("--layers", nargs="+", default=None,
                     help="names/globs (default: all forward_features keys); 'paper': the layers the ST-ERF paper hooked")
-    sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
+    sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"], help=MODE_HELP)
     sp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
     _erf_spatial_options(sp)
     _erf_common(sp)
     tp = erf_sub.add_parser("temporal", help="T x T temporal ERF matrix of one layer, with the decay fit")
-    tp.add_argument("--model", required=True)
-    tp.add_argument("--layer", required=True)
-    tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"])
+    tp.add_argument("--model", required=True, help="registered model name (spikescope models)")
+    tp.add_argument("--layer", required=True, help="one layer name (a wrong name lists the close ones)")
+    tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"],
+                    help="differentiate the layer's spikes (default) or, for a neuron, its membrane potential")
     _erf_common(tp)
     cp = erf_sub.add_parser("compare", help="several models side by side: NAME[:k=v,...][@checkpoint] ...")
     cp.add_argument("models", nargs="*", help="NAME[:k=v,...][@checkpoint]; none with --paper")
@@ -380,9 +428,9 @@ def _add_erf_parser(sub) -> None:
                     "timm:vit_tiny_patch16_224); the layers they hooked, their N, t_out, offset (SDT-v3: +5 columns) "
                     "and SDT-v3 attention scale (attn_scale_factor=1); prints the expected time first")
     cp.add_argument("--layers", nargs="+", default=None, help="names/globs for every model, or 'paper'")
-    cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
-    cp.add_argument("--t-out", default="all")
-    cp.add_argument("--scale", default="log", choices=["log", "linear"])
+    cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"], help=MODE_HELP)
+    cp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
+    cp.add_argument("--scale", default="log", choices=["log", "linear"], help="colour scale of the figure")
     _erf_spatial_options(cp)
     _erf_common(cp)
     for q in (sp, tp, cp):
@@ -395,13 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered models with parameter counts and input layouts")
-    p.add_argument("pattern", nargs="?", default="*", help="glob on model names, e.g. 'sdt_v3_*'")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="glob on model names, case-insensitive, e.g. 'sdt_v3_*'; a plain word matches anywhere")
     p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("demo", help="run the built-in demo on the CPU (no download) and write a report")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a reduced run (used by the test suite)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free)")
     p.set_defaults(func=_cmd_demo)
     _add_train_commands(sub)
 
@@ -424,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--input", help="one sample as .pt or .npy in the model's layout (default: a random input)")
     p.add_argument("--set", default=[], action="append", help="model override key=value (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, input and BN calibration")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="keep default BN statistics for random weights (layers then often fire no spike)")
     _add_device_arg(p)
     p.set_defaults(func=_cmd_heatmap)
     p = sub.add_parser("convert", help="rewrite a released checkpoint under spikescope's key names, with provenance")

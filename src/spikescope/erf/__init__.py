@@ -1,5 +1,5 @@
 """ST-ERF engine: spatial ERF maps, temporal T x T matrices, metrics, figures and reports (docs/erf.md)."""
-from .calibrate import calibrate_bn
+from ..models.calibrate import calibrate_bn
 from .hooks import LayerError
 from .inputs import make_source
 from .layouts import Layout, LayoutError, parse_layout

@@ -2,19 +2,20 @@
 
 ``name`` is a registered model or ``timm:<timm name>`` (the ANN controls, :mod:`spikescope.models.timm_controls`).
 Without a checkpoint the model keeps its random weights and its BN statistics are calibrated on noise
-(:func:`~spikescope.erf.calibrate.calibrate_bn`; timm models: also the steps of ``act_bits`` quantisers); the
+(:func:`~spikescope.models.calibrate.calibrate_bn`; timm models: also the steps of ``act_bits`` quantisers); the
 returned ``weights`` string says which was used. Layer names are checked before any calibration.
 """
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..models import checkpoint_options, create_model, model_info, parse_overrides
-from .calibrate import calibrate_bn
+from ..models.calibrate import calibrate_bn
 from .hooks import resolve_layers, run_model
 from .session import placement
 
@@ -45,13 +46,20 @@ class ModelSpec:
         opts = ",".join(f"{k}={v}" for k, v in self.overrides.items())
         return self.name + (f"[{opts}]" if opts else "")
 
+    @property
+    def slug(self) -> str:
+        """A folder name without shell glob characters: ``sdt_v3_s[mixer=conv]`` -> ``sdt_v3_s__mixer-conv``."""
+        opts = "".join(f"__{k}-{v}" for k, v in self.overrides.items())
+        return re.sub(r"[^A-Za-z0-9._=+-]+", "_", self.name + opts).strip("_") or "model"
+
 
 def parse_model_spec(spec: str) -> ModelSpec:
-    """``"sdt_v3_s:mixer=srb,drop_rate=0@ckpt.pth"`` or ``"timm:vit_tiny_patch16_224:act_layer=relu"`` -> ModelSpec."""
+    """``"sdt_v3_s:mixer=srb,widths=[16,32]@ckpt.pth"`` or ``"timm:vit_tiny_patch16_224:act_layer=relu"`` -> ModelSpec
+    (options split on top-level commas only)."""
     body, _, ckpt = spec.partition("@")
     prefix = TIMM if body.startswith(TIMM) else ""
     name, _, opts = body[len(prefix):].partition(":")
-    return ModelSpec(prefix + name, parse_overrides([o for o in opts.split(",") if o]), ckpt or None)
+    return ModelSpec(prefix + name, parse_overrides(opts), ckpt or None)
 
 
 def paper_erf_layers(name: str) -> list[str]:

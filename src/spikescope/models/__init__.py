@@ -1,4 +1,5 @@
 """Model families, the registry and checkpoint loading."""
+from .calibrate import bn_is_default, calibrate_bn
 from .checkpoints import (
     CheckpointError,
     LoadReport,
@@ -20,9 +21,12 @@ from .registry import (
     model_info,
     parse_overrides,
     register_model,
+    split_options,
 )
 
 __all__ = [
+    "bn_is_default",
+    "calibrate_bn",
     "CheckpointError",
     "LoadReport",
     "ModelInfo",
@@ -37,6 +41,7 @@ __all__ = [
     "load_checkpoint",
     "model_info",
     "parse_overrides",
+    "split_options",
     "read_state_dict",
     "register_model",
     "save_checkpoint_atomic",

@@ -35,6 +35,7 @@ __all__ = [
     "apply_overrides",
     "parse_overrides",
     "parse_value",
+    "split_options",
     "register_sizes",
 ]
 
@@ -160,14 +161,46 @@ def create_model(name: str, pretrained: str | None = None, check_inputs: bool = 
     return model
 
 
-def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["mixer=srb", "T=4"]`` (command-line ``--set`` values) -> ``{"mixer": "srb", "T": 4}``, YAML-typed values."""
+def split_options(text: str) -> list[str]:
+    """``"a=1,widths=[16,32],b=x"`` -> ``["a=1", "widths=[16,32]", "b=x"]``: split on commas outside brackets.
+
+    Unbalanced ``[]`` / ``{}`` / ``()`` raise ``ValueError`` naming the text.
+    """
+    parts, depth, start = [], [], 0
+    pairs = {"]": "[", "}": "{", ")": "("}
+    for i, ch in enumerate(text):
+        if ch in "[{(":
+            depth.append(ch)
+        elif ch in pairs:
+            if not depth or depth.pop() != pairs[ch]:
+                raise ValueError(f"unbalanced {ch!r} in options {text!r}")
+        elif ch == "," and not depth:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ValueError(f"unclosed {depth[-1]!r} in options {text!r}")
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_overrides(items: Sequence[str] | str | None) -> dict[str, Any]:
+    """``["mixer=srb", "T=4", "widths=[16,32]"]`` (``--set`` values) -> ``{"mixer": "srb", "T": 4, "widths": [16, 32]}``.
+
+    Values are YAML-typed. A single string is first split on its top-level commas (:func:`split_options`), as in
+    the ``NAME:k=v,...`` model specs. A malformed item raises a one-line ``ValueError`` naming it.
+    """
+    if isinstance(items, str):
+        items = split_options(items)
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"expected key=value, got {item!r}")
-        out[key.strip()] = parse_value(value)
+        try:
+            out[key.strip()] = parse_value(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"cannot parse the value of {item!r}: {problem} (a list is written k=[1,2])") from None
     return out
 
 
