@@ -1,0 +1,214 @@
+/* CPU kernels for the multi-step LIF / PLIF recurrence and the integer spike (see cpu.py for the contract).
+ *
+ * Every call walks the flattened [T, N] tensor in chunks of CHUNK neurons; inside a chunk the loop over T keeps the
+ * membrane (forward) or dL/dV (backward) in a stack array, so each input is read once and each output written once.
+ * The inner loops are plain elementwise code that the compiler vectorises. Built with -ffp-contract=off: the charge
+ * is evaluated as the same sequence of float32 roundings as the torch reference, so spikes are bit-identical.
+ * bfloat16 tensors are passed as uint16_t and converted exactly (load) or rounded to nearest even (store).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CHUNK 1024
+#define INLINE static inline __attribute__((always_inline))
+
+enum { SAVE_NONE = 0, SAVE_H = 1, SAVE_CODES = 2 };
+enum { SUR_ATAN = 0, SUR_SIGMOID = 1, SUR_RECT = 2, SUR_TRIANGLE = 3 };
+enum { LEARN_NONE = 0, LEARN_K = 1, LEARN_K_X = 2 };
+
+INLINE float bf16_load(const uint16_t *p, int64_t i) {
+    uint32_t u = (uint32_t)p[i] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+INLINE uint16_t bf16_round(float f) { /* round to nearest even, NaN -> quiet NaN, as c10::BFloat16 */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t r = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    return f != f ? (uint16_t)0x7FC0 : r;
+}
+
+INLINE float load(const void *p, int64_t i, const int BF) {
+    return BF ? bf16_load((const uint16_t *)p, i) : ((const float *)p)[i];
+}
+
+INLINE void store(void *p, int64_t i, float v, const int BF) {
+    if (BF)
+        ((uint16_t *)p)[i] = bf16_round(v);
+    else
+        ((float *)p)[i] = v;
+}
+
+/* exp(x) for the sigmoid surrogate: Cephes' expf polynomial (relative error ~1e-7), branch-free so it vectorises */
+INLINE float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, 4);
+    return y * scale;
+}
+
+/* sg'(u), u = H - V_th; (a, b) as in the Triton kernels: atan (alpha/2, pi/2 alpha), sigmoid (alpha, alpha),
+ * rectangle (alpha, 0.5/alpha), triangle (alpha, alpha^2) */
+INLINE float surrogate(float u, float a, float b, const int SUR) {
+    if (SUR == SUR_ATAN) {
+        float z = b * u;
+        return a / (1.0f + z * z);
+    }
+    if (SUR == SUR_SIGMOID) {
+        float sg = 1.0f / (1.0f + exp_poly(-b * u));
+        return a * sg * (1.0f - sg);
+    }
+    if (SUR == SUR_RECT) return fabsf(u) < b ? a : 0.0f;
+    float g = a - b * fabsf(u);
+    return g > 0.0f ? g : 0.0f;
+}
+
+INLINE void lif_fwd_body(const void *x, void *s, void *vs, float *hs, uint8_t *codes, int64_t T, int64_t N,
+                         int64_t c_begin, int64_t c_end, float k, float vth, float vr, float win, const int BF,
+                         const int DECAY_INPUT, const int HARD, const int STORE_V, const int SAVE) {
+    float v[CHUNK];
+    for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
+        const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
+        for (int64_t i = 0; i < n; i++) v[i] = vr;
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t off = t * N + c0;
+            for (int64_t i = 0; i < n; i++) {
+                const float xt = load(x, off + i, BF);
+                const float vp = v[i];
+                float h, a = vp - vr;
+                if (DECAY_INPUT) { /* H = V + (X - (V - V_reset)) * k */
+                    a = xt - a;
+                    a = a * k;
+                    h = vp + a;
+                } else { /* H = V - (V - V_reset) * k + X */
+                    a = a * k;
+                    h = vp - a;
+                    h = h + xt;
+                }
+                const int fired = h >= vth;
+                const float vn = HARD ? (fired ? vr : h) : (fired ? h - vth : h);
+                v[i] = vn;
+                store(s, off + i, fired ? 1.0f : 0.0f, BF);
+                if (STORE_V) store(vs, off + i, vn, BF);
+                if (SAVE == SAVE_H) hs[off + i] = h;
+                if (SAVE == SAVE_CODES) {
+                    const float u = h - vth;
+                    codes[off + i] = (uint8_t)(fired | ((fabsf(u) < win) << 1));
+                }
+            }
+        }
+    }
+}
+
+/* dvdh = 1 - hs * S + sg * (ch * (V_reset - H) - cs): hard reset hs = 1, ch = !detach, cs = 0;
+ * soft reset hs = 0, ch = 0, cs = V_th * !detach. dx = k with decay_input, else 1. */
+INLINE void lif_bwd_body(const void *gs, const void *gv, const float *hs, const uint8_t *codes, const void *x,
+                         void *gx, double *gk, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k,
+                         float vth, float vr, float sg_a, float sg_b, float hard_s, float ch, float cs, float dx,
+                         float hard_f, const int BF, const int SUR, const int SAVE, const int HAS_GV,
+                         const int LEARN) {
+    float gnext[CHUNK], acc[CHUNK];
+    const float keep = 1.0f - k;
+    double total = 0.0;
+    for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
+        const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
+        for (int64_t i = 0; i < n; i++) gnext[i] = 0.0f, acc[i] = 0.0f;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const int64_t off = t * N + c0;
+            for (int64_t i = 0; i < n; i++) {
+                float h = 0.0f, s, sg;
+                if (SAVE == SAVE_H) {
+                    h = hs[off + i];
+                    s = h >= vth ? 1.0f : 0.0f;
+                    sg = surrogate(h - vth, sg_a, sg_b, SUR);
+                } else {
+                    const uint8_t c = codes[off + i];
+                    s = (c & 1) ? 1.0f : 0.0f;
+                    sg = (c & 2) ? sg_a : 0.0f;
+                }
+                float g = gnext[i];
+                if (HAS_GV) g = g + load(gv, off + i, BF);
+                const float dvdh = (1.0f - hard_s * s) + sg * (ch * (vr - h) - cs);
+                const float gh = load(gs, off + i, BF) * sg + g * dvdh;
+                store(gx, off + i, gh * dx, BF);
+                gnext[i] = gh * keep;
+                if (LEARN != LEARN_NONE) {
+                    float vprev = vr;
+                    if (t > 0) {
+                        const float hp = hs[off - N + i];
+                        vprev = hp >= vth ? (hard_f != 0.0f ? vr : hp - vth) : hp;
+                    }
+                    float dhdk = -(vprev - vr);
+                    if (LEARN == LEARN_K_X) dhdk = load(x, off + i, BF) + dhdk;
+                    acc[i] = acc[i] + gh * dhdk;
+                }
+            }
+        }
+        if (LEARN != LEARN_NONE)
+            for (int64_t i = 0; i < n; i++) total += acc[i];
+    }
+    if (LEARN != LEARN_NONE) *gk = total;
+}
+
+#ifdef SPK_LIF_FWD /* -DSPK_LIF_FWD -DK_BF= -DK_DECAY_INPUT= -DK_HARD= -DK_STORE_V= -DK_SAVE= */
+void spk_lif_fwd(const void *x, void *s, void *vs, float *hs, uint8_t *codes, int64_t T, int64_t N, int64_t c_begin,
+                 int64_t c_end, float k, float vth, float vr, float win) {
+    lif_fwd_body(x, s, vs, hs, codes, T, N, c_begin, c_end, k, vth, vr, win, K_BF, K_DECAY_INPUT, K_HARD, K_STORE_V, K_SAVE);
+}
+#endif
+
+#ifdef SPK_LIF_BWD /* -DSPK_LIF_BWD -DK_BF= -DK_SUR= -DK_SAVE= -DK_HAS_GV= -DK_LEARN= */
+void spk_lif_bwd(const void *gs, const void *gv, const float *hs, const uint8_t *codes, const void *x, void *gx,
+                 double *gk, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k, float vth, float vr,
+                 float sg_a, float sg_b, float hard_s, float ch, float cs, float dx, float hard_f) {
+    lif_bwd_body(gs, gv, hs, codes, x, gx, gk, T, N, c_begin, c_end, k, vth, vr, sg_a, sg_b, hard_s, ch, cs, dx,
+                 hard_f, K_BF, K_SUR, K_SAVE, K_HAS_GV, K_LEARN);
+}
+#endif
+
+/* integer spike: s = round_half_even(clip(x, 0, D)) / norm (divide only when norm != 1); inside = 0 <= x <= D */
+INLINE void int_fwd_body(const void *x, void *s, uint8_t *inside, int64_t n, float d, float norm, const int BF,
+                         const int DIVIDE) {
+    for (int64_t i = 0; i < n; i++) {
+        const float xi = load(x, i, BF);
+        float c = xi < 0.0f ? 0.0f : xi;
+        c = c > d ? d : c;
+        float q = nearbyintf(c);
+        if (DIVIDE) q = q / norm;
+        store(s, i, q, BF);
+        inside[i] = (uint8_t)((xi >= 0.0f) & (xi <= d));
+    }
+}
+
+INLINE void int_bwd_body(const void *g, const uint8_t *inside, void *gx, int64_t n, float norm, const int BF,
+                         const int DIVIDE) {
+    for (int64_t i = 0; i < n; i++) {
+        float gi = load(g, i, BF);
+        if (DIVIDE) gi = gi / norm;
+        store(gx, i, inside[i] ? gi : 0.0f, BF);
+    }
+}
+
+#ifdef SPK_INT /* -DSPK_INT -DK_BF= -DK_DIVIDE= */
+void spk_int_fwd(const void *x, void *s, uint8_t *inside, int64_t n, float d, float norm) {
+    int_fwd_body(x, s, inside, n, d, norm, K_BF, K_DIVIDE);
+}
+
+void spk_int_bwd(const void *g, const uint8_t *inside, void *gx, int64_t n, float norm) {
+    int_bwd_body(g, inside, gx, n, norm, K_BF, K_DIVIDE);
+}
+#endif
