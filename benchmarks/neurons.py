@@ -35,10 +35,12 @@ import types
 import warnings
 from collections.abc import Callable
 
-import torch
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the CPU profiler (peak memory) must not log GPU probing errors
 
-from spikescope.neurons import LIF, Sigmoid
-from spikescope.neurons.kernels import cpu as cpu_kernels
+import torch  # noqa: E402
+
+from spikescope.neurons import LIF, Sigmoid  # noqa: E402
+from spikescope.neurons.kernels import cpu as cpu_kernels  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PASSES = 6
@@ -184,7 +186,7 @@ def spread(values: list[float]) -> dict:
 
 
 def bench_dtype(dname: str, shape: tuple[int, ...], backends: list[str], device: torch.device, reps: int,
-                warmup: int, baseline: str | None) -> list[dict]:
+                warmup: int, baselines: list[str]) -> list[dict]:
     """All backends at one dtype, interleaved; returns one row per backend plus the copy floor row."""
     dtype = DTYPES[dname]
     gen = torch.Generator().manual_seed(0)
@@ -211,13 +213,12 @@ def bench_dtype(dname: str, shape: tuple[int, ...], backends: list[str], device:
         floor.append(timed(lambda: [copy_dst.copy_(xd) for _ in range(PASSES // 2)], device))
         for backend in order[rep % len(order):] + order[:rep % len(order)]:
             times[backend].append(timed(lambda b=backend: fwd_bwd(fns[b], x, g), device))
-    base = baseline if baseline in times else None
     for backend, ts in times.items():
         row = rows[backend]
         row["ms"] = spread(ts)
         row["ms_all"] = [round(t, 3) for t in ts]
         row["fraction_of_floor"] = spread([f / t for f, t in zip(floor, ts)])
-        if base is not None:
+        for base in (b for b in baselines if b in times):
             row[f"speedup_vs_{base}"] = spread([b / t for b, t in zip(times[base], ts)])
         try:
             row["saved_mib"] = saved_bytes(fns[backend], x) / 2**20
@@ -271,7 +272,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="auto", help="auto (cuda when a device is usable, else cpu), cpu or cuda[:i]")
     ap.add_argument("--reps", type=int, default=7, help="interleaved repetitions")
     ap.add_argument("--warmup", type=int, default=2, help="untimed calls per backend after the first")
-    ap.add_argument("--baseline", default="spikingjelly", help="backend the per-repetition speedups are against")
+    ap.add_argument("--baseline", default="spikingjelly,compile",
+                    help="comma list of backends the per-repetition speedups are against")
     ap.add_argument("--t-scan", default=None, help="comma list of T for the per-step scan, e.g. 4,64")
     ap.add_argument("--t-scan-shape", default="1,64,32,32", help="the step shape of --t-scan")
     ap.add_argument("--t-scan-backends", default="cpu,fused", help="backends of --t-scan")
@@ -288,9 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(" ".join(f"{k}={v}" for k, v in env.items()), f"shape={list(shape)}")
     results = []
     for dname in args.dtype.split(","):
-        for row in bench_dtype(dname, shape, backends, device, args.reps, args.warmup, args.baseline):
+        for row in bench_dtype(dname, shape, backends, device, args.reps, args.warmup, args.baseline.split(",")):
             results.append(row)
-            print(_format(row, args.baseline))
+            print(_format(row, args.baseline.split(",")))
     scan = []
     if args.t_scan:
         steps = [int(s) for s in args.t_scan.split(",")]
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
     env["load_average_after"] = load_average()
     command = "python benchmarks/neurons.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = {"env": env, "command": command, "shape": list(shape), "reps": args.reps, "passes": PASSES,
-           "baseline": args.baseline, "results": results, "t_scan": scan}
+           "baselines": args.baseline.split(","), "results": results, "t_scan": scan}
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
@@ -319,7 +321,7 @@ def _auto_device() -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _format(r: dict, baseline: str) -> str:
+def _format(r: dict, baselines: list[str]) -> str:
     if "error" in r and "ms" not in r:
         return f"  {r['backend']:>13s} {r['dtype']}: {r['error']}"
     ms = r["ms"]
@@ -328,8 +330,9 @@ def _format(r: dict, baseline: str) -> str:
         return line + f" ({PASSES} passes, {r['gb_s']:.1f} GB/s)"
     if "fraction_of_floor" in r:
         line += f", {100 * r['fraction_of_floor']['median']:.1f}% of floor"
-    if f"speedup_vs_{baseline}" in r:
-        line += f", {r[f'speedup_vs_{baseline}']['median']:.2f}x vs {baseline}"
+    for base in baselines:
+        if f"speedup_vs_{base}" in r:
+            line += f", {r[f'speedup_vs_{base}']['median']:.2f}x vs {base}"
     if r.get("saved_mib") is not None:
         line += f", saved {r['saved_mib']:.1f} MiB"
     if r.get("peak_mib") is not None:

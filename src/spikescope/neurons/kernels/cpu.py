@@ -59,7 +59,7 @@ _MIN_SPLIT = 1 << 16  # neurons per thread below which a call stays on one threa
 _P, _I64, _F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _SIGNATURES = {
     "spk_lif_fwd": [_P] * 5 + [_I64] * 4 + [_F32] * 4,
-    "spk_lif_bwd": [_P] * 7 + [_I64] * 4 + [_F32] * 10,
+    "spk_lif_bwd": [_P] * 7 + [_I64] * 4 + [_F32] * 5,
     "spk_int_fwd": [_P] * 3 + [_I64] + [_F32] * 2,
     "spk_int_bwd": [_P] * 3 + [_I64] + [_F32],
 }
@@ -255,10 +255,10 @@ class _CpuLIF(torch.autograd.Function):
         grad_x = _empty(saved.shape, ref.dtype)
         sid, sg_a, sg_b = ctx.sur
         lib = _library((("SPK_LIF_BWD", 1), ("K_BF", int(ref.dtype == torch.bfloat16)), ("K_SUR", sid),
-                        ("K_SAVE", ctx.mode), ("K_HAS_GV", int(gv is not None)), ("K_LEARN", learn)))
-        hard, detach, kf = p.hard_reset, p.detach_reset, ctx.kf
-        consts = (kf, p.v_threshold, p.reset_value, sg_a, sg_b, float(hard), float(hard and not detach),
-                  p.v_threshold if not (hard or detach) else 0.0, kf if p.decay_input else 1.0, float(hard))
+                        ("K_SAVE", ctx.mode), ("K_HAS_GV", int(gv is not None)), ("K_LEARN", learn),
+                        ("K_HARD", int(p.hard_reset)), ("K_DETACH", int(p.detach_reset)),
+                        ("K_DECAY_INPUT", int(p.decay_input))))
+        consts = (ctx.kf, p.v_threshold, p.reset_value, sg_a, sg_b)
         codes = ctx.mode == SAVE_CODES
         ranges = _ranges(N)
         gk = (ctypes.c_double * len(ranges))()

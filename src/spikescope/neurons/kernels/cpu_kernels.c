@@ -48,13 +48,12 @@ INLINE float exp_poly(float x) {
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
+    float p = fmaf(1.9875691500e-4f, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p * r, r, r + 1.0f);
     int32_t e = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &e, 4);
@@ -114,13 +113,12 @@ INLINE void lif_fwd_body(const void *x, void *s, void *vs, float *hs, uint8_t *c
     }
 }
 
-/* dvdh = 1 - hs * S + sg * (ch * (V_reset - H) - cs): hard reset hs = 1, ch = !detach, cs = 0;
- * soft reset hs = 0, ch = 0, cs = V_th * !detach. dx = k with decay_input, else 1. */
+/* dV[t]/dH[t]: hard reset 1 - S (+ (V_reset - H) sg' unless detached); soft reset 1 (- V_th sg' unless
+ * detached). dL/dX = dL/dH * k with decay_input, else dL/dH. */
 INLINE void lif_bwd_body(const void *gs, const void *gv, const float *hs, const uint8_t *codes, const void *x,
                          void *gx, double *gk, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k,
-                         float vth, float vr, float sg_a, float sg_b, float hard_s, float ch, float cs, float dx,
-                         float hard_f, const int BF, const int SUR, const int SAVE, const int HAS_GV,
-                         const int LEARN) {
+                         float vth, float vr, float sg_a, float sg_b, const int BF, const int SUR, const int SAVE,
+                         const int HAS_GV, const int LEARN, const int HARD, const int DETACH, const int DECAY_INPUT) {
     float gnext[CHUNK], acc[CHUNK];
     const float keep = 1.0f - k;
     double total = 0.0;
@@ -142,15 +140,19 @@ INLINE void lif_bwd_body(const void *gs, const void *gv, const float *hs, const 
                 }
                 float g = gnext[i];
                 if (HAS_GV) g = g + load(gv, off + i, BF);
-                const float dvdh = (1.0f - hard_s * s) + sg * (ch * (vr - h) - cs);
+                float dvdh;
+                if (HARD)
+                    dvdh = DETACH ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
+                else
+                    dvdh = DETACH ? 1.0f : 1.0f - vth * sg;
                 const float gh = load(gs, off + i, BF) * sg + g * dvdh;
-                store(gx, off + i, gh * dx, BF);
+                store(gx, off + i, DECAY_INPUT ? gh * k : gh, BF);
                 gnext[i] = gh * keep;
                 if (LEARN != LEARN_NONE) {
                     float vprev = vr;
                     if (t > 0) {
                         const float hp = hs[off - N + i];
-                        vprev = hp >= vth ? (hard_f != 0.0f ? vr : hp - vth) : hp;
+                        vprev = hp >= vth ? (HARD ? vr : hp - vth) : hp;
                     }
                     float dhdk = -(vprev - vr);
                     if (LEARN == LEARN_K_X) dhdk = load(x, off + i, BF) + dhdk;
@@ -171,12 +173,12 @@ void spk_lif_fwd(const void *x, void *s, void *vs, float *hs, uint8_t *codes, in
 }
 #endif
 
-#ifdef SPK_LIF_BWD /* -DSPK_LIF_BWD -DK_BF= -DK_SUR= -DK_SAVE= -DK_HAS_GV= -DK_LEARN= */
+#ifdef SPK_LIF_BWD /* -DSPK_LIF_BWD -DK_BF= -DK_SUR= -DK_SAVE= -DK_HAS_GV= -DK_LEARN= -DK_HARD= -DK_DETACH= -DK_DECAY_INPUT= */
 void spk_lif_bwd(const void *gs, const void *gv, const float *hs, const uint8_t *codes, const void *x, void *gx,
                  double *gk, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k, float vth, float vr,
-                 float sg_a, float sg_b, float hard_s, float ch, float cs, float dx, float hard_f) {
-    lif_bwd_body(gs, gv, hs, codes, x, gx, gk, T, N, c_begin, c_end, k, vth, vr, sg_a, sg_b, hard_s, ch, cs, dx,
-                 hard_f, K_BF, K_SUR, K_SAVE, K_HAS_GV, K_LEARN);
+                 float sg_a, float sg_b) {
+    lif_bwd_body(gs, gv, hs, codes, x, gx, gk, T, N, c_begin, c_end, k, vth, vr, sg_a, sg_b, K_BF, K_SUR, K_SAVE,
+                 K_HAS_GV, K_LEARN, K_HARD, K_DETACH, K_DECAY_INPUT);
 }
 #endif
 

@@ -10,6 +10,8 @@ last bit when ``norm`` is not a power of two (1 and D = 4, the values SDT-v3 use
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -48,8 +50,9 @@ def _int_bwd_kernel(g_ptr, inside_ptr, gx_ptr, n, inv_norm, DIVIDE: tl.constexpr
     tl.store(gx_ptr + offs, g.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
+@functools.lru_cache(maxsize=64)
 def _inverse(norm: float) -> float:
-    """1/norm computed in float32, as torch's CUDA division by a scalar does."""
+    """1/norm computed in float32, as torch's CUDA division by a scalar does (cached: no tensors per call)."""
     return float(torch.tensor(1.0) / torch.tensor(float(norm)))
 
 

@@ -26,6 +26,7 @@ What backward keeps (per element and timestep, chosen per call; nothing else is 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -33,6 +34,7 @@ import triton
 import triton.language as tl
 
 from ..params import LIFParams
+from ..surrogate import Surrogate
 from .fused import lif_fused
 
 __all__ = ["lif_triton", "INTERPRETED", "check_device", "BLOCK", "NUM_WARPS"]
@@ -42,6 +44,7 @@ NUM_WARPS = 4
 SAVE_H32, SAVE_U16, SAVE_CODES, SAVE_NONE = 0, 1, 2, 3
 _SURROGATE_IDS = {"atan": 0, "sigmoid": 1, "rectangle": 2, "triangle": 3}
 _HALF = (torch.float16, torch.bfloat16)
+_SAVE_DTYPES = {SAVE_H32: torch.float32, SAVE_CODES: torch.uint8}
 
 
 @triton.jit
@@ -78,8 +81,11 @@ def _lif_fwd_kernel(
     s_ptr += offs
     v_ptr += offs
     save_ptr += offs
-    for _ in range(T):
-        x = tl.load(x_ptr, mask=mask, other=0.0).to(tl.float32)
+    x_next = tl.load(x_ptr, mask=mask, other=0.0)
+    for t in range(T):
+        # prefetch X[t + 1] before the step's arithmetic and stores, so a load is always in flight
+        x = x_next.to(tl.float32)
+        x_next = tl.load(x_ptr + N, mask=mask & (t + 1 < T), other=0.0)
         if DECAY_INPUT:
             h = v + (x - (v - v_reset)) * k
         else:
@@ -131,8 +137,8 @@ def _decode(saved, v_th, sg_a, sg_b, SAVE_MODE: tl.constexpr, SURROGATE: tl.cons
 def _lif_bwd_kernel(
     gs_ptr, gv_ptr, save_ptr, x_ptr, k_ptr, k_val, gx_ptr, gk_ptr, N, T, last, v_th, v_reset, sg_a, sg_b,
     K_FROM_PTR: tl.constexpr, LEARN_DECAY: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD_RESET: tl.constexpr,
-    DETACH_RESET: tl.constexpr, HAS_GV: tl.constexpr, SAVE_MODE: tl.constexpr, SURROGATE: tl.constexpr,
-    BLOCK: tl.constexpr,
+    DETACH_RESET: tl.constexpr, HAS_GS: tl.constexpr, HAS_GV: tl.constexpr, SAVE_MODE: tl.constexpr,
+    SURROGATE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -153,13 +159,20 @@ def _lif_bwd_kernel(
     gx_ptr += last + offs
     gv_next = tl.zeros([BLOCK], dtype=tl.float32)
     gk_acc = tl.zeros([BLOCK], dtype=tl.float32)
+    # every stream of step t is loaded one step ahead (prefetch), so the loads of t - 1 overlap step t's arithmetic
     saved = tl.load(save_ptr, mask=mask, other=0)
+    if HAS_GS:
+        gs_in = tl.load(gs_ptr, mask=mask, other=0.0)
+    if HAS_GV:
+        gv_in = tl.load(gv_ptr, mask=mask, other=0.0)
     for i in range(T):
         t = T - 1 - i
+        more = mask & (t > 0)
         s, h, sg = _decode(saved, v_th, sg_a, sg_b, SAVE_MODE, SURROGATE)
         gv = gv_next
         if HAS_GV:
-            gv += tl.load(gv_ptr, mask=mask, other=0.0).to(tl.float32)
+            gv += gv_in.to(tl.float32)
+            gv_in = tl.load(gv_ptr - N, mask=more, other=0.0)
         if HARD_RESET:
             if DETACH_RESET:
                 dvdh = 1.0 - s
@@ -170,11 +183,15 @@ def _lif_bwd_kernel(
                 dvdh = 1.0
             else:
                 dvdh = 1.0 - v_th * sg
-        gh = tl.load(gs_ptr, mask=mask, other=0.0).to(tl.float32) * sg + gv * dvdh
+        if HAS_GS:
+            gh = gs_in.to(tl.float32) * sg + gv * dvdh
+            gs_in = tl.load(gs_ptr - N, mask=more, other=0.0)
+        else:
+            gh = gv * dvdh
         tl.store(gx_ptr, (gh * dx).to(gx_ptr.dtype.element_ty), mask=mask)
         gv_next = gh * (1.0 - k)
         # the saved value of step t - 1: the next iteration's, and V[t-1] for the PLIF decay gradient
-        saved = tl.load(save_ptr - N, mask=mask & (t > 0), other=0)
+        saved = tl.load(save_ptr - N, mask=more, other=0)
         if LEARN_DECAY:
             s_prev, h_prev, _ = _decode(saved, v_th, sg_a, sg_b, SAVE_MODE, SURROGATE)
             if HARD_RESET:
@@ -215,9 +232,9 @@ def check_device(x: torch.Tensor, who: str) -> None:
         )
 
 
-def _surrogate_constants(p: LIFParams) -> tuple[int, float, float]:
-    """(kernel id, sg_a, sg_b) reproducing the formulas of :mod:`..surrogate`."""
-    sur = p.surrogate
+@functools.lru_cache(maxsize=64)
+def _surrogate_constants(sur: Surrogate) -> tuple[int, float, float]:
+    """(kernel id, sg_a, sg_b) reproducing the formulas of :mod:`..surrogate` (cached per surrogate)."""
     a = sur.alpha
     consts = {
         "atan": (a / 2, math.pi / 2 * a),
@@ -243,14 +260,14 @@ class _TritonLIF(torch.autograd.Function):
         learn_decay = isinstance(k, torch.Tensor)
         x = x.contiguous()
         T, N = x.shape[0], x[0].numel()
-        sid, sg_a, sg_b = _surrogate_constants(p)
+        sid, sg_a, sg_b = _surrogate_constants(p.surrogate)
         mode = _save_mode(p, x.dtype, learn_decay) if needs_grad else SAVE_NONE
         spikes = torch.empty_like(x)
         v_seq = torch.empty_like(x) if return_state else spikes
         if mode == SAVE_NONE:  # inference: the kernel writes nothing for backward
             saved = spikes
         else:
-            save_dtype = {SAVE_H32: torch.float32, SAVE_U16: x.dtype, SAVE_CODES: torch.uint8}[mode]
+            save_dtype = x.dtype if mode == SAVE_U16 else _SAVE_DTYPES[mode]
             saved = torch.empty(x.shape, dtype=save_dtype, device=x.device)
         k_t = k.detach().to(torch.float32).reshape(1) if learn_decay else x
         _lif_fwd_kernel[(triton.cdiv(N, BLOCK),)](
@@ -273,7 +290,8 @@ class _TritonLIF(torch.autograd.Function):
         if grad_s is None and grad_v is None:
             return None, None, None, None, None
         ref = grad_s if grad_s is not None else grad_v
-        gs = grad_s.contiguous() if grad_s is not None else torch.zeros_like(ref)
+        # a missing gradient is a constexpr flag, not a zero tensor; the unused pointer is any valid tensor
+        gs = grad_s.contiguous() if grad_s is not None else ref.contiguous()
         gv = grad_v.contiguous() if grad_v is not None else gs
         T, N = saved.shape[0], saved[0].numel()
         grid = triton.cdiv(N, BLOCK)
@@ -284,7 +302,8 @@ class _TritonLIF(torch.autograd.Function):
             gs, gv, saved, x if x is not None else gs, k_t, 0.0 if learn_decay else ctx.k, grad_x, gk_part,
             N, T, (T - 1) * N, p.v_threshold, p.reset_value, sg_a, sg_b,
             K_FROM_PTR=learn_decay, LEARN_DECAY=learn_decay, DECAY_INPUT=p.decay_input, HARD_RESET=p.hard_reset,
-            DETACH_RESET=p.detach_reset, HAS_GV=grad_v is not None, SAVE_MODE=ctx.mode, SURROGATE=sid,
+            DETACH_RESET=p.detach_reset, HAS_GS=grad_s is not None, HAS_GV=grad_v is not None, SAVE_MODE=ctx.mode,
+            SURROGATE=sid,
             BLOCK=BLOCK, **_LAUNCH,
         )
         grad_k = gk_part.sum().reshape(k.shape).to(k.dtype) if learn_decay else None
