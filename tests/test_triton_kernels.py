@@ -246,6 +246,34 @@ def test_backend_selection():
         IntegerSpike(backend="cupy")
 
 
+def test_kernels_are_torch_library_ops_with_autograd(interp):
+    """The LIF kernels are registered custom ops: the fake (meta) kernel, the schema and the autograd formula pass
+    torch.library.opcheck, so torch.compile and CUDA graphs can take a model through them."""
+    x = _t(3, 2, 40, scale=2.0).requires_grad_(True)
+    k = torch.tensor([0.45], device=DEV, requires_grad=True)
+    sid, sg_a, sg_b = triton_lif._surrogate_constants(Sigmoid(4.0))
+    for kk, kval in ((None, 0.5), (k, 0.0)):
+        args = (x, kk, kval, 0.6, 0.0, sg_a, sg_b, True, True, False, True, triton_lif.SAVE_H32, sid)
+        torch.library.opcheck(torch.ops.spikescope.lif_triton_fwd.default, args,
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+@pytest.mark.slow
+def test_torch_compile_takes_the_triton_lif_without_graph_break(interp):
+    lif = PLIF(init_tau=1.8, v_threshold=0.6, surrogate=Sigmoid(4.0), backend="triton")
+    x = _t(4, 2, 40, scale=2.0)
+    outs = []
+    for fn in (lif, torch.compile(lif, backend="eager", fullgraph=True)):
+        xb = x.clone().requires_grad_(True)
+        lif.w.grad = None
+        s = fn(xb)
+        (s * torch.linspace(-1, 1, 40, device=DEV)).sum().backward()
+        outs.append((s.detach(), xb.grad, lif.w.grad.clone()))
+    assert torch.equal(outs[0][0], outs[1][0])
+    torch.testing.assert_close(outs[0][1], outs[1][1])
+    torch.testing.assert_close(outs[0][2], outs[1][2])
+
+
 def test_public_modules_with_backend_triton(interp):
     """LIF / PLIF / IntegerSpike(backend='triton') route to the kernels and agree with the fused/torch paths."""
     x = _t(3, 2, 50, scale=2.0)
