@@ -77,93 +77,135 @@ INLINE float surrogate(float u, float a, float b, const int SUR) {
     return g > 0.0f ? g : 0.0f;
 }
 
-INLINE void lif_fwd_body(const void *__restrict x, void *__restrict s, void *__restrict vs, float *__restrict hs, uint8_t *__restrict codes, int64_t T, int64_t N,
-                         int64_t c_begin, int64_t c_end, float k, float vth, float vr, float win, const int BF,
-                         const int DECAY_INPUT, const int HARD, const int STORE_V, const int SAVE) {
+/* One forward step of one neuron at offset o: returns V[t] from V[t-1] = vp. */
+INLINE float fwd_step(const void *__restrict x, void *__restrict s, void *__restrict vs, float *__restrict hs,
+                      uint8_t *__restrict codes, int64_t o, float vp, float k, float vth, float vr, float win,
+                      const int BF, const int DECAY_INPUT, const int HARD, const int STORE_V, const int SAVE) {
+    const float xt = load(x, o, BF);
+    float h, a = vp - vr;
+    if (DECAY_INPUT) { /* H = V + (X - (V - V_reset)) * k */
+        a = xt - a;
+        a = a * k;
+        h = vp + a;
+    } else { /* H = V - (V - V_reset) * k + X */
+        a = a * k;
+        h = vp - a;
+        h = h + xt;
+    }
+    const int fired = h >= vth;
+    const float vn = HARD ? (fired ? vr : h) : (fired ? h - vth : h);
+    store(s, o, fired ? 1.0f : 0.0f, BF);
+    if (STORE_V) store(vs, o, vn, BF);
+    if (SAVE == SAVE_H) hs[o] = h;
+    if (SAVE == SAVE_CODES) codes[o] = (uint8_t)(fired | ((fabsf(h - vth) < win) << 1));
+    return vn;
+}
+
+/* Steps are taken UNROLL at a time so the membrane stays in a register for UNROLL steps between its stores to
+ * the chunk's stack array (T = 4 is one trip). */
+#define UNROLL 4
+
+INLINE void lif_fwd_body(const void *__restrict x, void *__restrict s, void *__restrict vs, float *__restrict hs,
+                         uint8_t *__restrict codes, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k,
+                         float vth, float vr, float win, const int BF, const int DECAY_INPUT, const int HARD,
+                         const int STORE_V, const int SAVE) {
     float v[CHUNK];
+#define FWD_STEP(o, vp) fwd_step(x, s, vs, hs, codes, o, vp, k, vth, vr, win, BF, DECAY_INPUT, HARD, STORE_V, SAVE)
     for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
         const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
         for (int64_t i = 0; i < n; i++) v[i] = vr;
-        for (int64_t t = 0; t < T; t++) {
-            const int64_t off = t * N + c0;
+        int64_t t = 0;
+        for (; t + UNROLL <= T; t += UNROLL) {
+            const int64_t o = t * N + c0;
+#pragma GCC ivdep
             for (int64_t i = 0; i < n; i++) {
-                const float xt = load(x, off + i, BF);
-                const float vp = v[i];
-                float h, a = vp - vr;
-                if (DECAY_INPUT) { /* H = V + (X - (V - V_reset)) * k */
-                    a = xt - a;
-                    a = a * k;
-                    h = vp + a;
-                } else { /* H = V - (V - V_reset) * k + X */
-                    a = a * k;
-                    h = vp - a;
-                    h = h + xt;
-                }
-                const int fired = h >= vth;
-                const float vn = HARD ? (fired ? vr : h) : (fired ? h - vth : h);
-                v[i] = vn;
-                store(s, off + i, fired ? 1.0f : 0.0f, BF);
-                if (STORE_V) store(vs, off + i, vn, BF);
-                if (SAVE == SAVE_H) hs[off + i] = h;
-                if (SAVE == SAVE_CODES) {
-                    const float u = h - vth;
-                    codes[off + i] = (uint8_t)(fired | ((fabsf(u) < win) << 1));
-                }
+                float vp = FWD_STEP(o + i, v[i]);
+                vp = FWD_STEP(o + N + i, vp);
+                vp = FWD_STEP(o + 2 * N + i, vp);
+                v[i] = FWD_STEP(o + 3 * N + i, vp);
             }
         }
+        for (; t < T; t++) {
+            const int64_t o = t * N + c0;
+            for (int64_t i = 0; i < n; i++) v[i] = FWD_STEP(o + i, v[i]);
+        }
     }
+#undef FWD_STEP
 }
 
-/* dV[t]/dH[t]: hard reset 1 - S (+ (V_reset - H) sg' unless detached); soft reset 1 (- V_th sg' unless
- * detached). dL/dX = dL/dH * k with decay_input, else dL/dH. */
-INLINE void lif_bwd_body(const void *__restrict gs, const void *__restrict gv, const float *__restrict hs, const uint8_t *__restrict codes, const void *__restrict x,
-                         void *__restrict gx, double *__restrict gk, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k,
+/* One backward step at offset o (step t): returns dL/dH[t] * (1 - k), the dL/dV[t-1] it passes on; adds the PLIF
+ * term dL/dH[t] * dH[t]/dk to *acc. dV[t]/dH[t]: hard reset 1 - S (+ (V_reset - H) sg' unless detached); soft
+ * reset 1 (- V_th sg' unless detached). dL/dX = dL/dH * k with decay_input, else dL/dH. */
+INLINE float bwd_step(const void *__restrict gs, const void *__restrict gv, const float *__restrict hs,
+                      const uint8_t *__restrict codes, const void *__restrict x, void *__restrict gx, int64_t o,
+                      int64_t N, int first, float g, float *acc, float k, float vth, float vr, float sg_a,
+                      float sg_b, const int BF, const int SUR, const int SAVE, const int HAS_GV, const int LEARN,
+                      const int HARD, const int DETACH, const int DECAY_INPUT) {
+    float h = 0.0f, s, sg;
+    if (SAVE == SAVE_H) {
+        h = hs[o];
+        s = h >= vth ? 1.0f : 0.0f;
+        sg = surrogate(h - vth, sg_a, sg_b, SUR);
+    } else {
+        const uint8_t c = codes[o];
+        s = (c & 1) ? 1.0f : 0.0f;
+        sg = (c & 2) ? sg_a : 0.0f;
+    }
+    if (HAS_GV) g = g + load(gv, o, BF);
+    float dvdh;
+    if (HARD)
+        dvdh = DETACH ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
+    else
+        dvdh = DETACH ? 1.0f : 1.0f - vth * sg;
+    const float gh = load(gs, o, BF) * sg + g * dvdh;
+    store(gx, o, DECAY_INPUT ? gh * k : gh, BF);
+    if (LEARN != LEARN_NONE) {
+        float vprev = vr;
+        if (!first) {
+            const float hp = hs[o - N];
+            vprev = hp >= vth ? (HARD ? vr : hp - vth) : hp;
+        }
+        float dhdk = -(vprev - vr);
+        if (LEARN == LEARN_K_X) dhdk = load(x, o, BF) + dhdk;
+        *acc = *acc + gh * dhdk;
+    }
+    return gh * (1.0f - k);
+}
+
+INLINE void lif_bwd_body(const void *__restrict gs, const void *__restrict gv, const float *__restrict hs,
+                         const uint8_t *__restrict codes, const void *__restrict x, void *__restrict gx,
+                         double *__restrict gk, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k,
                          float vth, float vr, float sg_a, float sg_b, const int BF, const int SUR, const int SAVE,
                          const int HAS_GV, const int LEARN, const int HARD, const int DETACH, const int DECAY_INPUT) {
     float gnext[CHUNK], acc[CHUNK];
-    const float keep = 1.0f - k;
     double total = 0.0;
+#define BWD_STEP(o, first, g, a)                                                                                   \
+    bwd_step(gs, gv, hs, codes, x, gx, o, N, first, g, a, k, vth, vr, sg_a, sg_b, BF, SUR, SAVE, HAS_GV, LEARN,    \
+             HARD, DETACH, DECAY_INPUT)
     for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
         const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
         for (int64_t i = 0; i < n; i++) gnext[i] = 0.0f, acc[i] = 0.0f;
-        for (int64_t t = T - 1; t >= 0; t--) {
-            const int64_t off = t * N + c0;
+        int64_t t = T - 1;
+        for (; t - UNROLL + 1 >= 1; t -= UNROLL) { /* steps t .. t - 3, all > 0 */
+            const int64_t o = t * N + c0;
+#pragma GCC ivdep
             for (int64_t i = 0; i < n; i++) {
-                float h = 0.0f, s, sg;
-                if (SAVE == SAVE_H) {
-                    h = hs[off + i];
-                    s = h >= vth ? 1.0f : 0.0f;
-                    sg = surrogate(h - vth, sg_a, sg_b, SUR);
-                } else {
-                    const uint8_t c = codes[off + i];
-                    s = (c & 1) ? 1.0f : 0.0f;
-                    sg = (c & 2) ? sg_a : 0.0f;
-                }
-                float g = gnext[i];
-                if (HAS_GV) g = g + load(gv, off + i, BF);
-                float dvdh;
-                if (HARD)
-                    dvdh = DETACH ? 1.0f - s : (1.0f - s) + (vr - h) * sg;
-                else
-                    dvdh = DETACH ? 1.0f : 1.0f - vth * sg;
-                const float gh = load(gs, off + i, BF) * sg + g * dvdh;
-                store(gx, off + i, DECAY_INPUT ? gh * k : gh, BF);
-                gnext[i] = gh * keep;
-                if (LEARN != LEARN_NONE) {
-                    float vprev = vr;
-                    if (t > 0) {
-                        const float hp = hs[off - N + i];
-                        vprev = hp >= vth ? (HARD ? vr : hp - vth) : hp;
-                    }
-                    float dhdk = -(vprev - vr);
-                    if (LEARN == LEARN_K_X) dhdk = load(x, off + i, BF) + dhdk;
-                    acc[i] = acc[i] + gh * dhdk;
-                }
+                float a = acc[i];
+                float g = BWD_STEP(o + i, 0, gnext[i], &a);
+                g = BWD_STEP(o - N + i, 0, g, &a);
+                g = BWD_STEP(o - 2 * N + i, 0, g, &a);
+                gnext[i] = BWD_STEP(o - 3 * N + i, 0, g, &a);
+                acc[i] = a;
             }
+        }
+        for (; t >= 0; t--) {
+            const int64_t o = t * N + c0;
+            for (int64_t i = 0; i < n; i++) gnext[i] = BWD_STEP(o + i, t == 0, gnext[i], &acc[i]);
         }
         if (LEARN != LEARN_NONE)
             for (int64_t i = 0; i < n; i++) total += acc[i];
     }
+#undef BWD_STEP
     if (LEARN != LEARN_NONE) *gk = total;
 }
 
