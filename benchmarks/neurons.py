@@ -24,6 +24,7 @@ The neuron is SpikingJelly's ``LIFNode`` default: tau 2, V_th 1, hard reset to 0
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -169,10 +170,8 @@ def environment(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
     }
     try:
-        import spikingjelly
-
-        env["spikingjelly"] = getattr(spikingjelly, "__version__", "unknown")
-    except ImportError:
+        env["spikingjelly"] = importlib.metadata.version("spikingjelly")
+    except importlib.metadata.PackageNotFoundError:
         pass
     return env
 
@@ -275,7 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline", default="spikingjelly,compile",
                     help="comma list of backends the per-repetition speedups are against")
     ap.add_argument("--t-scan", default=None, help="comma list of T for the per-step scan, e.g. 4,64")
-    ap.add_argument("--t-scan-shape", default="1,64,32,32", help="the step shape of --t-scan")
+    ap.add_argument("--t-scan-shape", default="8,64,32,32",
+                    help="the step shape of --t-scan (large enough that no T fits in the caches)")
     ap.add_argument("--t-scan-backends", default="cpu,fused", help="backends of --t-scan")
     ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args(argv)
