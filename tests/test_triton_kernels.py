@@ -247,7 +247,7 @@ def test_backend_selection():
 
 
 def test_kernels_are_torch_library_ops_with_autograd(interp):
-    """The LIF kernels are registered custom ops: the fake (meta) kernel, the schema and the autograd formula pass
+    """The kernels are registered custom ops: the fake (meta) kernel, the schema and the autograd formula pass
     torch.library.opcheck, so torch.compile and CUDA graphs can take a model through them."""
     x = _t(3, 2, 40, scale=2.0).requires_grad_(True)
     k = torch.tensor([0.45], device=DEV, requires_grad=True)
@@ -256,6 +256,8 @@ def test_kernels_are_torch_library_ops_with_autograd(interp):
         args = (x, kk, kval, 0.6, 0.0, sg_a, sg_b, True, True, False, True, triton_lif.SAVE_H32, sid)
         torch.library.opcheck(torch.ops.spikescope.lif_triton_fwd.default, args,
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    torch.library.opcheck(torch.ops.spikescope.integer_spike_triton_fwd.default, (x, 4.0, 4.0),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
 @pytest.mark.slow
