@@ -137,9 +137,14 @@ def headline(rec: dict) -> list[str]:
             if "error" in row:
                 out.append(f"{row['backend']} {row['dtype']}: {row['error'][:60]}")
                 continue
-            s = f"{row['backend']} {row['dtype']}: {row['ms_median']:.3f} ms"
+            s = f"{row['backend']} {row['dtype']}: {row['ms']['median']:.3f} ms"
             if "gb_s" in row:
-                s += f", {row['gb_s']:.0f} GB/s, {100 * row['fraction_of_floor']:.0f}% of floor"
+                s += f", {row['gb_s']:.0f} GB/s"
+            if "fraction_of_floor" in row:
+                s += f", {100 * row['fraction_of_floor']['median']:.0f}% of floor"
+            sj = row.get("speedup_vs_spikingjelly")
+            if sj:
+                s += f", {sj['median']:.2f}x SpikingJelly"
             if row.get("peak_mib") is not None:
                 s += f", peak {row['peak_mib']:.0f} MiB"
             out.append(s)

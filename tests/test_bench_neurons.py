@@ -11,13 +11,22 @@ def test_neuron_benchmark_writes_figures(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "n.json"
-    bench.main(["--shape", "3,2,64", "--dtype", "fp32,bf16", "--backends", "torch,fused", "--device", "cpu",
-                "--reps", "1", "--warmup", "0", "--json", str(out)])
+    bench.main(["--shape", "3,2,64", "--dtype", "fp32,bf16", "--backends", "torch,fused,cpu", "--device", "cpu",
+                "--reps", "2", "--warmup", "0", "--baseline", "torch", "--t-scan", "1,4", "--t-scan-shape", "2,8",
+                "--json", str(out)])
     data = json.loads(out.read_text())
-    assert {"device", "processor", "torch", "triton", "threads"} <= set(data["env"])
+    assert {"device", "processor", "torch", "triton", "threads", "load_average_before"} <= set(data["env"])
     rows = {(r["backend"], r["dtype"]): r for r in data["results"]}
-    assert set(rows) == {("torch", "fp32"), ("fused", "fp32"), ("torch", "bf16"), ("fused", "bf16")}
+    backends = ("copy floor", "torch", "fused", "cpu")
+    assert set(rows) == {(b, d) for b in backends for d in ("fp32", "bf16")}
     for dtype in ("fp32", "bf16"):
-        assert rows[("fused", dtype)]["saved_mib"] < rows[("torch", dtype)]["saved_mib"]
-        assert rows[("fused", dtype)]["ms_median"] > 0
-    assert rows[("fused", "fp32")]["saved_mib"] * 2**20 == 3 * 2 * 64 * 4  # H in float32, nothing else
+        assert rows[("copy floor", dtype)]["ms"]["median"] > 0
+        for b in ("fused", "cpu"):
+            assert rows[(b, dtype)]["saved_mib"] < rows[("torch", dtype)]["saved_mib"]
+            assert rows[(b, dtype)]["fraction_of_floor"]["median"] > 0
+            assert len(rows[(b, dtype)]["ms_all"]) == 2
+        assert rows[("torch", dtype)]["speedup_vs_torch"]["median"] == 1.0
+    for b in ("fused", "cpu"):
+        assert rows[(b, "fp32")]["saved_mib"] * 2**20 == 3 * 2 * 64 * 4  # H in float32, nothing else
+    scan = {(r["backend"], r["dtype"]): r for r in data["t_scan"]}
+    assert set(scan[("cpu", "fp32")]["ms_per_step"]) == {"1", "4"}

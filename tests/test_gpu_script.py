@@ -83,7 +83,7 @@ def test_dry_run_writes_one_valid_json_per_step(tmp_path):
     assert tests["tests"] > 0 and tests["failures"] == tests["errors"] == 0
     rows = {(x["backend"], x["dtype"]): x for x in recs["neurons"]["result"]["results"]}
     for dtype in ("fp32", "bf16"):  # Triton ran (under its interpreter) and gave a time
-        assert rows[("triton", dtype)]["ms_median"] > 0 and "error" not in rows[("triton", dtype)]
+        assert rows[("triton", dtype)]["ms"]["median"] > 0 and "error" not in rows[("triton", dtype)]
         assert ("spikingjelly", dtype) in rows  # attempted: a figure or the import error, recorded
     vgg = recs["train_sma_vgg8"]["result"]["results"]
     assert sorted((x["overrides"]["azo"], x["neuron_backend"]) for x in vgg) == [

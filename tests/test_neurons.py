@@ -17,39 +17,41 @@ def _params(v_reset, decay_input, detach_reset, surrogate, v_threshold=0.6):
     return LIFParams(v_threshold, v_reset, decay_input, detach_reset, surrogate)
 
 
+@pytest.mark.parametrize("backend", ["fused", "cpu"])
 @pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=str)
-def test_fused_matches_reference(v_reset, decay_input, detach_reset, surrogate):
+def test_fused_matches_reference(v_reset, decay_input, detach_reset, surrogate, backend):
     p = _params(v_reset, decay_input, detach_reset, surrogate)
     x = torch.randn(6, 3, 5, 7) * 1.5
     outs = {}
-    for backend in ("torch", "fused"):
+    for name in ("torch", backend):
         xb = x.clone().requires_grad_(True)
-        s, v = run_lif(xb, 1 / 1.7, p, backend, return_state=True)
+        s, v = run_lif(xb, 1 / 1.7, p, name, return_state=True)
         torch.manual_seed(1)
         gs, gv = torch.randn_like(s), torch.randn_like(v) * 0.1
         ((s * gs).sum() + (v * gv).sum()).backward()
-        outs[backend] = (s.detach(), v.detach(), xb.grad)
+        outs[name] = (s.detach(), v.detach(), xb.grad)
     assert outs["torch"][0].sum() > 0, "the test input should make the neuron fire"
-    assert torch.equal(outs["torch"][0], outs["fused"][0])
-    torch.testing.assert_close(outs["torch"][1], outs["fused"][1], rtol=0, atol=1e-6)
-    torch.testing.assert_close(outs["torch"][2], outs["fused"][2], rtol=1e-6, atol=1e-6)
+    assert torch.equal(outs["torch"][0], outs[backend][0])
+    torch.testing.assert_close(outs["torch"][1], outs[backend][1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(outs["torch"][2], outs[backend][2], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["fused", "cpu"])
 @pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS, ids=str)
-def test_plif_fused_matches_reference(v_reset, decay_input, detach_reset, surrogate):
+def test_plif_fused_matches_reference(v_reset, decay_input, detach_reset, surrogate, backend):
     x = torch.randn(5, 4, 6) * 1.5
     grads = {}
-    for backend in ("torch", "fused"):
+    for name in ("torch", backend):
         n = PLIF(init_tau=1.8, v_threshold=0.6, v_reset=v_reset, decay_input=decay_input,
-                 detach_reset=detach_reset, surrogate=surrogate, backend=backend)
+                 detach_reset=detach_reset, surrogate=surrogate, backend=name)
         xb = x.clone().requires_grad_(True)
         s = n(xb)
         torch.manual_seed(2)
         (s * torch.randn_like(s)).sum().backward()
-        grads[backend] = (s.detach(), xb.grad, n.w.grad)
-    assert torch.equal(grads["torch"][0], grads["fused"][0])
-    torch.testing.assert_close(grads["torch"][1], grads["fused"][1], rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(grads["torch"][2], grads["fused"][2], rtol=1e-5, atol=1e-6)
+        grads[name] = (s.detach(), xb.grad, n.w.grad)
+    assert torch.equal(grads["torch"][0], grads[backend][0])
+    torch.testing.assert_close(grads["torch"][1], grads[backend][1], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grads["torch"][2], grads[backend][2], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", ["torch", "fused"])
@@ -131,6 +133,115 @@ def test_surrogate_formulas():
         torch.testing.assert_close(x.grad, formula(x.detach()))
 
 
+@pytest.mark.parametrize("v_reset,decay_input,detach_reset,surrogate", COMBOS[::3], ids=str)
+def test_cpu_kernels_bfloat16_match_reference(v_reset, decay_input, detach_reset, surrogate):
+    # bf16 in, float32 membrane: spikes and the bf16 membrane bit-identical, bf16 gradients within one rounding
+    p = _params(v_reset, decay_input, detach_reset, surrogate)
+    x = (torch.randn(7, 3, 33) * 1.5).bfloat16()
+    outs = {}
+    for backend in ("torch", "cpu"):
+        xb = x.clone().requires_grad_(True)
+        s, v = run_lif(xb, 1 / 1.7, p, backend, return_state=True)
+        torch.manual_seed(1)
+        ((s.float() * torch.randn(s.shape)).sum() + (v.float() * torch.randn(v.shape)).sum() * 0.1).backward()
+        outs[backend] = (s.detach(), v.detach(), xb.grad)
+    assert outs["cpu"][0].dtype == torch.bfloat16
+    assert torch.equal(outs["torch"][0], outs["cpu"][0])
+    assert torch.equal(outs["torch"][1], outs["cpu"][1])
+    torch.testing.assert_close(outs["torch"][2].float(), outs["cpu"][2].float(), rtol=8e-3, atol=1e-6)
+
+
+def test_cpu_kernels_long_sequence_multi_chunk():
+    # T = 64 and more neurons than one 1024-wide chunk (with a ragged tail): the same spikes and gradients
+    x = torch.randn(64, 2500) * 1.5
+    outs = {}
+    for backend in ("torch", "cpu"):
+        xb = x.clone().requires_grad_(True)
+        n = PLIF(init_tau=1.8, surrogate=Sigmoid(4.0), backend=backend)
+        s = n(xb)
+        (s * torch.linspace(-1, 1, 2500)).sum().backward()
+        outs[backend] = (s.detach(), xb.grad, n.w.grad)
+    assert torch.equal(outs["torch"][0], outs["cpu"][0])
+    torch.testing.assert_close(outs["torch"][1], outs["cpu"][1], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(outs["torch"][2], outs["cpu"][2], rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_kernels_threads_split_neurons():
+    x = torch.randn(3, 4, 2**16 + 77) * 1.5  # more than one range per thread
+    torch.set_num_threads(2)
+    try:
+        xb = x.clone().requires_grad_(True)
+        s = PLIF(backend="cpu")(xb)
+        s.sum().backward()
+    finally:
+        torch.set_num_threads(1)
+    xr = x.clone().requires_grad_(True)
+    ref = PLIF(backend="torch")
+    sr = ref(xr)
+    sr.sum().backward()
+    assert torch.equal(s, sr)
+    torch.testing.assert_close(xb.grad, xr.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_cpu_buffer_pool_never_hands_out_a_live_buffer():
+    # 2 MiB steps: the buffers come from the pool. A retained graph keeps its saved H alive, so a second forward
+    # must not overwrite it, and the second backward through the retained graph still gives the first gradient.
+    x = torch.randn(2, 512, 1024) * 1.5
+    n = LIF(surrogate=Sigmoid(4.0), backend="cpu")
+    xa = x.clone().requires_grad_(True)
+    sa = n(xa)
+    sa.sum().backward(retain_graph=True)
+    first = xa.grad.clone()
+    xb = (x * 0.5).requires_grad_(True)
+    sb = n(xb)
+    assert sb.data_ptr() != sa.data_ptr()
+    sb.sum().backward()
+    xa.grad = None
+    sa.sum().backward()
+    assert torch.equal(xa.grad, first)
+    del sa, sb, xa, xb
+    again = n(x)  # everything released: the pool serves it
+    assert torch.equal(again, LIF(surrogate=Sigmoid(4.0), backend="torch")(x))
+
+
+def test_cpu_no_grad_keeps_nothing_and_auto_picks_cpu():
+    from spikescope.neurons.kernels import cpu, resolve_backend
+
+    x = torch.randn(4, 3, 5)
+    assert resolve_backend("auto", x) == ("cpu" if cpu.compiler() else "fused")
+    with torch.no_grad():
+        assert torch.equal(LIF(backend="cpu")(x), LIF(backend="torch")(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("max_value,norm", [(4, None), (4, 1.0), (3, 3.0), (4, 2.5)])
+def test_integer_spike_cpu_kernel_matches_torch(dtype, max_value, norm):
+    x = (torch.randn(5, 3, 17) * 3).to(dtype)
+    x[0, 0, :4] = torch.tensor([0.5, 1.5, 2.5, float("nan")])  # ties round to even, NaN stays NaN
+    res = {}
+    for backend in ("torch", "cpu"):
+        xb = x.clone().requires_grad_(True)
+        s = IntegerSpike(max_value, norm, backend=backend)(xb)
+        torch.manual_seed(0)
+        (s * torch.randn(s.shape).to(dtype)).nan_to_num().sum().backward()
+        res[backend] = (s.detach(), xb.grad)
+    assert torch.equal(res["torch"][0].nan_to_num(-1), res["cpu"][0].nan_to_num(-1))
+    assert torch.equal(res["torch"][1].nan_to_num(-1), res["cpu"][1].nan_to_num(-1))
+
+
+def test_reference_backward_is_linear_in_t():
+    # unbind, not x[t]: the backward of 64 steps builds no [T, ...] zero tensor per step (that was O(T^2))
+    x = torch.randn(64, 8, requires_grad=True)
+    s, _ = run_lif(x, 0.5, _params(0.0, True, False, Sigmoid(4.0)), "torch")
+    names, stack = set(), [s.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None and fn.name() not in names | {"UnbindBackward0"}:
+            names.add(fn.name())
+            stack.extend(f for f, _ in fn.next_functions)
+    assert "SelectBackward0" not in names
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_input_runs_in_float32(dtype):
     x = torch.randn(4, 8, 8) * 2
@@ -158,6 +269,8 @@ def test_fused_saves_less_for_backward():
     ref, fused = saved_bytes("torch", ATan()), saved_bytes("fused", ATan())
     assert fused <= x.numel() * 4 < ref
     assert saved_bytes("fused", Rectangle()) == x.numel()  # one uint8 code per element
+    assert saved_bytes("cpu", ATan()) == fused
+    assert saved_bytes("cpu", Rectangle()) == x.numel()
 
 
 def test_integer_spike_forward_backward():
@@ -206,4 +319,4 @@ def test_bad_construction():
 
 
 def test_backends_listed():
-    assert {"torch", "fused", "compile"} <= set(BACKENDS)
+    assert {"torch", "fused", "cpu", "compile"} <= set(BACKENDS)

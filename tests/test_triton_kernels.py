@@ -240,9 +240,40 @@ def test_triton_backend_on_cpu_tensor_is_a_clear_error():
 
 def test_backend_selection():
     assert "triton" in K.BACKENDS
-    assert K.resolve_backend("auto", torch.randn(2, 3)) == "fused"
+    cpu_default = "cpu" if K.cpu.compiler() is not None else "fused"  # CPU tensors: the compiled C kernels
+    assert K.resolve_backend("auto", torch.randn(2, 3)) == cpu_default
     with pytest.raises(ValueError, match="unknown backend"):
         IntegerSpike(backend="cupy")
+
+
+def test_kernels_are_torch_library_ops_with_autograd(interp):
+    """The kernels are registered custom ops: the fake (meta) kernel, the schema and the autograd formula pass
+    torch.library.opcheck, so torch.compile and CUDA graphs can take a model through them."""
+    x = _t(3, 2, 40, scale=2.0).requires_grad_(True)
+    k = torch.tensor([0.45], device=DEV, requires_grad=True)
+    sid, sg_a, sg_b = triton_lif._surrogate_constants(Sigmoid(4.0))
+    for kk, kval in ((None, 0.5), (k, 0.0)):
+        args = (x, kk, kval, 0.6, 0.0, sg_a, sg_b, True, True, False, True, triton_lif.SAVE_H32, sid)
+        torch.library.opcheck(torch.ops.spikescope.lif_triton_fwd.default, args,
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    torch.library.opcheck(torch.ops.spikescope.integer_spike_triton_fwd.default, (x, 4.0, 4.0),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+@pytest.mark.slow
+def test_torch_compile_takes_the_triton_lif_without_graph_break(interp):
+    lif = PLIF(init_tau=1.8, v_threshold=0.6, surrogate=Sigmoid(4.0), backend="triton")
+    x = _t(4, 2, 40, scale=2.0)
+    outs = []
+    for fn in (lif, torch.compile(lif, backend="eager", fullgraph=True)):
+        xb = x.clone().requires_grad_(True)
+        lif.w.grad = None
+        s = fn(xb)
+        (s * torch.linspace(-1, 1, 40, device=DEV)).sum().backward()
+        outs.append((s.detach(), xb.grad, lif.w.grad.clone()))
+    assert torch.equal(outs[0][0], outs[1][0])
+    torch.testing.assert_close(outs[0][1], outs[1][1])
+    torch.testing.assert_close(outs[0][2], outs[1][2])
 
 
 def test_public_modules_with_backend_triton(interp):
@@ -338,7 +369,7 @@ for dt, mode in (("fp32", 0), ("bf16", 1), ("fp16", 1), ("fp32", 2)):
         ops = build(L._lif_bwd_kernel, dict(gs_ptr="*" + dt, gv_ptr="*" + dt, save_ptr=save, x_ptr="*" + dt,
                                             gx_ptr="*" + dt, gk_ptr="*fp32", last="i32", sg_a="fp32", **common),
                     dict(K_FROM_PTR=learn, LEARN_DECAY=learn, DECAY_INPUT=True, HARD_RESET=hard, DETACH_RESET=not hard,
-                         HAS_GV=True, SAVE_MODE=mode, SURROGATE=2 if mode == 2 else 1, BLOCK=L.BLOCK))
+                         HAS_GS=True, HAS_GV=True, SAVE_MODE=mode, SURROGATE=2 if mode == 2 else 1, BLOCK=L.BLOCK))
         assert not any(o.startswith("fma") for o in ops) and "ld.global.v4.b32" in ops, (dt, mode, ops)
     build(I._int_fwd_kernel, dict(x_ptr="*" + dt, s_ptr="*" + dt, inside_ptr="*u8", n="i32", max_value="fp32",
                                   inv_norm="fp32"), dict(DIVIDE=True, BLOCK=I.BLOCK))

@@ -1,6 +1,6 @@
 """Integer multi-bit spikes (SDT-v3 "MultiSpike", I-LIF): a stateless clip-and-round quantiser.
 
-Forward ``s = round(clip(x, 0, D)) / norm``; backward is the straight-through estimator of sterf.md §2.3:
+Forward ``s = round(clip(x, 0, D)) / norm``; backward is the straight-through estimator (ST-ERF paper, Sec. 2.3):
 gradient 1 for 0 <= x <= D and 0 outside, then the 1/norm factor. With ``norm = D`` (the default) the spikes are
 {0, 1/D, ..., 1}; the SDT-v3 classification head uses ``norm = 1`` (integers 0..D). At inference an integer spike
 is read as D binary "virtual timesteps".
@@ -15,7 +15,7 @@ from .lif import check_sequence
 
 __all__ = ["IntegerSpike"]
 
-_TORCH_BACKENDS = ("torch", "fused", "compile")
+_TORCH_BACKENDS = ("torch", "fused", "compile", "cpu")
 _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -37,9 +37,10 @@ class IntegerSpike(nn.Module):
     Args:
         max_value: D, the largest integer a spike can carry (4 in SDT-v3).
         norm: the divisor; ``None`` means ``max_value``.
-        backend: ``"auto"`` (Triton kernels on CUDA float32/16/bfloat16 tensors when Triton imports, else the torch
-            autograd Function), ``"triton"``, or ``"torch"`` (``"fused"``/``"compile"`` are accepted as ``"torch"``
-            so one backend name can be passed to every neuron of a model).
+        backend: ``"auto"`` (Triton kernels on CUDA float32/16/bfloat16 tensors when Triton imports, the compiled
+            CPU kernel on CPU float32/bfloat16 tensors when a C compiler is found, else the torch autograd Function),
+            ``"triton"``, ``"cpu"``, or ``"torch"`` (``"fused"``/``"compile"`` are accepted as ``"torch"`` so one
+            backend name can be passed to every neuron of a model).
     """
 
     def __init__(self, max_value: int = 4, norm: float | None = None, backend: str = "auto") -> None:
@@ -49,7 +50,7 @@ class IntegerSpike(nn.Module):
         if norm is not None and not norm > 0:
             raise ValueError(f"IntegerSpike: norm must be > 0, got {norm}")
         if backend not in ("auto", "triton", *_TORCH_BACKENDS):
-            raise ValueError(f"IntegerSpike: unknown backend {backend!r}; choose 'auto', 'triton' or 'torch'")
+            raise ValueError(f"IntegerSpike: unknown backend {backend!r}; choose 'auto', 'triton', 'cpu' or 'torch'")
         if backend == "triton" and kernels.integer_spike_triton is None:
             raise ValueError("IntegerSpike: backend='triton' needs Triton, which does not import here; use 'auto'")
         self.max_value = int(max_value)
@@ -61,9 +62,12 @@ class IntegerSpike(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Quantise ``x``; with ``return_state`` also return ``x`` itself (the stateless "membrane")."""
         check_sequence(x, "IntegerSpike")
+        s = None
         if self._use_triton(x):
             s = kernels.integer_spike_triton(x, float(self.max_value), self.norm)
-        else:
+        elif self.backend == "cpu" or (self.backend == "auto" and kernels.cpu.compiler() is not None):
+            s = kernels.integer_spike_cpu(x, float(self.max_value), self.norm)
+        if s is None:
             s = _ClipRoundSTE.apply(x, float(self.max_value))
             if self.norm != 1.0:
                 s = s / self.norm

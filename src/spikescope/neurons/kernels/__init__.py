@@ -3,9 +3,11 @@
 ============ ==================================================================================
 ``torch``    the autograd reference loop (readable; the specification the tests compare against)
 ``fused``    one ``autograd.Function``: graph-free forward, hand-written BPTT, compact saved state
+``cpu``      compiled C kernels (CPU tensors): one pass over ``[T, N]`` each way, same saved state as ``fused``
 ``compile``  ``torch.compile`` of the reference loop (opt-in: a cold compile takes 10-20 s on 2 cores)
 ``triton``   Triton forward/backward kernels (CUDA tensors; CPU tensors only under ``TRITON_INTERPRET=1``)
-``auto``     the fastest available for the tensor's device: ``triton`` on CUDA when Triton imports, else ``fused``
+``auto``     the fastest available for the tensor's device: ``triton`` on CUDA when Triton imports, ``cpu`` on
+             the CPU when a C compiler is found, else ``fused``
 ============ ==================================================================================
 
 Every backend has the signature ``fn(x, k, params, return_state) -> (spikes, v_seq | None)``.
@@ -17,6 +19,8 @@ from collections.abc import Callable
 import torch
 
 from ..params import LIFParams
+from . import cpu
+from .cpu import integer_spike_cpu, lif_cpu
 from .fused import lif_fused
 from .reference import lif_reference
 
@@ -27,7 +31,7 @@ except (ImportError, RuntimeError):  # no Triton (or no usable build of it): the
     integer_spike_triton = None
     lif_triton = None
 
-__all__ = ["BACKENDS", "run_lif", "resolve_backend", "integer_spike_triton"]
+__all__ = ["BACKENDS", "run_lif", "resolve_backend", "integer_spike_triton", "integer_spike_cpu"]
 
 LIFBackend = Callable[[torch.Tensor, "torch.Tensor | float", LIFParams, bool], tuple]
 
@@ -41,7 +45,7 @@ def _lif_compiled(x, k, p, return_state=False):
     return _compiled(x, k, p, return_state)
 
 
-BACKENDS: dict[str, LIFBackend] = {"torch": lif_reference, "fused": lif_fused, "compile": _lif_compiled}
+BACKENDS: dict[str, LIFBackend] = {"torch": lif_reference, "fused": lif_fused, "cpu": lif_cpu, "compile": _lif_compiled}
 if lif_triton is not None:
     BACKENDS["triton"] = lif_triton
 
@@ -49,7 +53,9 @@ if lif_triton is not None:
 def resolve_backend(name: str, x: torch.Tensor) -> str:
     """Map ``"auto"`` to a concrete backend for ``x``'s device and check that ``name`` exists."""
     if name == "auto":
-        return "triton" if x.is_cuda and "triton" in BACKENDS else "fused"
+        if x.is_cuda:
+            return "triton" if "triton" in BACKENDS else "fused"
+        return "cpu" if x.device.type == "cpu" and cpu.compiler() is not None else "fused"
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; available here: {['auto', *BACKENDS]}")
     return name

@@ -1,6 +1,6 @@
 """Readable torch reference for multi-step LIF dynamics: a Python loop over T, differentiated by autograd.
 
-This is the specification every other backend is tested against (sterf.md §2.1)::
+This is the specification every other backend is tested against (ST-ERF paper, Sec. 2; docs/neurons.md)::
 
     H[t] = V[t-1] + (X[t] - (V[t-1] - V_reset)) * k        decay_input=True
     H[t] = V[t-1] - (V[t-1] - V_reset) * k + X[t]          decay_input=False
@@ -37,11 +37,12 @@ def lif_reference(
     x: torch.Tensor, k: torch.Tensor | float, p: LIFParams, return_state: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the LIF recurrence on ``x [T, ...]`` (float32 arithmetic; float64 stays float64). Returns ``(spikes, v_seq or None)``."""
-    xf = x.to(compute_dtype(x))
-    v = torch.full_like(xf[0], p.reset_value)
+    # unbind, not xf[t]: each indexing op's backward would scatter into a zero [T, ...] tensor (O(T^2) backward)
+    steps = x.to(compute_dtype(x)).unbind(0)
+    v = torch.full_like(steps[0], p.reset_value)
     spikes, v_seq = [], []
-    for t in range(xf.shape[0]):
-        h = charge(v, xf[t], k, p)
+    for x_t in steps:
+        h = charge(v, x_t, k, p)
         s = p.surrogate(h - p.v_threshold)
         s_reset = s.detach() if p.detach_reset else s
         if p.hard_reset:

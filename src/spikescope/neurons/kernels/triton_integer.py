@@ -10,6 +10,8 @@ last bit when ``norm`` is not a power of two (1 and D = 4, the values SDT-v3 use
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -48,35 +50,57 @@ def _int_bwd_kernel(g_ptr, inside_ptr, gx_ptr, n, inv_norm, DIVIDE: tl.constexpr
     tl.store(gx_ptr + offs, g.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
+@functools.lru_cache(maxsize=64)
 def _inverse(norm: float) -> float:
-    """1/norm computed in float32, as torch's CUDA division by a scalar does."""
+    """1/norm computed in float32, as torch's CUDA division by a scalar does (cached: no tensors per call)."""
     return float(torch.tensor(1.0) / torch.tensor(float(norm)))
 
 
-class _TritonIntegerSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, max_value: float, norm: float) -> torch.Tensor:
-        x = x.contiguous()
-        s = torch.empty_like(x)
-        inside = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-        n = x.numel()
-        _int_fwd_kernel[(triton.cdiv(n, BLOCK),)](
-            x, s, inside, n, float(max_value), _inverse(norm), DIVIDE=norm != 1.0, BLOCK=BLOCK, **_LAUNCH
-        )
-        ctx.save_for_backward(inside)
-        ctx.norm = norm
-        return s
+# torch.library custom ops (like the LIF kernels), so torch.compile and CUDA graphs take them whole
+@torch.library.custom_op("spikescope::integer_spike_triton_fwd", mutates_args=())
+def _int_fwd_op(x: torch.Tensor, max_value: float, norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (spikes, the uint8 straight-through window)."""
+    s = torch.empty_like(x)
+    inside = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
+    n = x.numel()
+    _int_fwd_kernel[(triton.cdiv(n, BLOCK),)](
+        x, s, inside, n, float(max_value), _inverse(norm), DIVIDE=norm != 1.0, BLOCK=BLOCK, **_LAUNCH
+    )
+    return s, inside
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (inside,) = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = torch.empty_like(grad)
-        n = grad.numel()
-        _int_bwd_kernel[(triton.cdiv(n, BLOCK),)](
-            grad, inside, gx, n, _inverse(ctx.norm), DIVIDE=ctx.norm != 1.0, BLOCK=BLOCK, **_LAUNCH
-        )
-        return gx, None, None
+
+@_int_fwd_op.register_fake
+def _(x, max_value, norm):
+    return torch.empty_like(x), torch.empty_like(x, dtype=torch.uint8)
+
+
+@torch.library.custom_op("spikescope::integer_spike_triton_bwd", mutates_args=())
+def _int_bwd_op(grad: torch.Tensor, inside: torch.Tensor, norm: float) -> torch.Tensor:
+    grad = grad.contiguous()
+    gx = torch.empty_like(grad)
+    n = grad.numel()
+    _int_bwd_kernel[(triton.cdiv(n, BLOCK),)](
+        grad, inside, gx, n, _inverse(norm), DIVIDE=norm != 1.0, BLOCK=BLOCK, **_LAUNCH
+    )
+    return gx
+
+
+@_int_bwd_op.register_fake
+def _(grad, inside, norm):
+    return torch.empty_like(grad)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[1])
+    ctx.norm = inputs[2]
+
+
+def _backward(ctx, grad, _grad_inside):
+    (inside,) = ctx.saved_tensors
+    return _int_bwd_op(grad, inside, ctx.norm), None, None
+
+
+_int_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def integer_spike_triton(x: torch.Tensor, max_value: float, norm: float) -> torch.Tensor:
@@ -86,4 +110,4 @@ def integer_spike_triton(x: torch.Tensor, max_value: float, norm: float) -> torc
         raise TypeError(f"IntegerSpike: backend='triton' takes float32/float16/bfloat16, got {x.dtype}; use backend='torch'")
     if x.numel() == 0:
         return x.clone()
-    return _TritonIntegerSpike.apply(x, max_value, norm)
+    return _int_fwd_op(x.contiguous(), float(max_value), float(norm))[0]

@@ -33,6 +33,7 @@ import triton
 import triton.language as tl
 
 from ..params import LIFParams
+from ..surrogate import Surrogate
 from .fused import lif_fused
 
 __all__ = ["lif_triton", "INTERPRETED", "check_device", "BLOCK", "NUM_WARPS"]
@@ -42,6 +43,7 @@ NUM_WARPS = 4
 SAVE_H32, SAVE_U16, SAVE_CODES, SAVE_NONE = 0, 1, 2, 3
 _SURROGATE_IDS = {"atan": 0, "sigmoid": 1, "rectangle": 2, "triangle": 3}
 _HALF = (torch.float16, torch.bfloat16)
+_SAVE_DTYPES = {SAVE_H32: torch.float32, SAVE_CODES: torch.uint8}
 
 
 @triton.jit
@@ -78,8 +80,11 @@ def _lif_fwd_kernel(
     s_ptr += offs
     v_ptr += offs
     save_ptr += offs
-    for _ in range(T):
-        x = tl.load(x_ptr, mask=mask, other=0.0).to(tl.float32)
+    x_next = tl.load(x_ptr, mask=mask, other=0.0)
+    for t in range(T):
+        # prefetch X[t + 1] before the step's arithmetic and stores, so a load is always in flight
+        x = x_next.to(tl.float32)
+        x_next = tl.load(x_ptr + N, mask=mask & (t + 1 < T), other=0.0)
         if DECAY_INPUT:
             h = v + (x - (v - v_reset)) * k
         else:
@@ -131,8 +136,8 @@ def _decode(saved, v_th, sg_a, sg_b, SAVE_MODE: tl.constexpr, SURROGATE: tl.cons
 def _lif_bwd_kernel(
     gs_ptr, gv_ptr, save_ptr, x_ptr, k_ptr, k_val, gx_ptr, gk_ptr, N, T, last, v_th, v_reset, sg_a, sg_b,
     K_FROM_PTR: tl.constexpr, LEARN_DECAY: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD_RESET: tl.constexpr,
-    DETACH_RESET: tl.constexpr, HAS_GV: tl.constexpr, SAVE_MODE: tl.constexpr, SURROGATE: tl.constexpr,
-    BLOCK: tl.constexpr,
+    DETACH_RESET: tl.constexpr, HAS_GS: tl.constexpr, HAS_GV: tl.constexpr, SAVE_MODE: tl.constexpr,
+    SURROGATE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -153,13 +158,20 @@ def _lif_bwd_kernel(
     gx_ptr += last + offs
     gv_next = tl.zeros([BLOCK], dtype=tl.float32)
     gk_acc = tl.zeros([BLOCK], dtype=tl.float32)
+    # every stream of step t is loaded one step ahead (prefetch), so the loads of t - 1 overlap step t's arithmetic
     saved = tl.load(save_ptr, mask=mask, other=0)
+    if HAS_GS:
+        gs_in = tl.load(gs_ptr, mask=mask, other=0.0)
+    if HAS_GV:
+        gv_in = tl.load(gv_ptr, mask=mask, other=0.0)
     for i in range(T):
         t = T - 1 - i
+        more = mask & (t > 0)
         s, h, sg = _decode(saved, v_th, sg_a, sg_b, SAVE_MODE, SURROGATE)
         gv = gv_next
         if HAS_GV:
-            gv += tl.load(gv_ptr, mask=mask, other=0.0).to(tl.float32)
+            gv += gv_in.to(tl.float32)
+            gv_in = tl.load(gv_ptr - N, mask=more, other=0.0)
         if HARD_RESET:
             if DETACH_RESET:
                 dvdh = 1.0 - s
@@ -170,11 +182,15 @@ def _lif_bwd_kernel(
                 dvdh = 1.0
             else:
                 dvdh = 1.0 - v_th * sg
-        gh = tl.load(gs_ptr, mask=mask, other=0.0).to(tl.float32) * sg + gv * dvdh
+        if HAS_GS:
+            gh = gs_in.to(tl.float32) * sg + gv * dvdh
+            gs_in = tl.load(gs_ptr - N, mask=more, other=0.0)
+        else:
+            gh = gv * dvdh
         tl.store(gx_ptr, (gh * dx).to(gx_ptr.dtype.element_ty), mask=mask)
         gv_next = gh * (1.0 - k)
         # the saved value of step t - 1: the next iteration's, and V[t-1] for the PLIF decay gradient
-        saved = tl.load(save_ptr - N, mask=mask & (t > 0), other=0)
+        saved = tl.load(save_ptr - N, mask=more, other=0)
         if LEARN_DECAY:
             s_prev, h_prev, _ = _decode(saved, v_th, sg_a, sg_b, SAVE_MODE, SURROGATE)
             if HARD_RESET:
@@ -215,9 +231,14 @@ def check_device(x: torch.Tensor, who: str) -> None:
         )
 
 
-def _surrogate_constants(p: LIFParams) -> tuple[int, float, float]:
-    """(kernel id, sg_a, sg_b) reproducing the formulas of :mod:`..surrogate`."""
-    sur = p.surrogate
+_SURROGATE_CACHE: dict[Surrogate, tuple[int, float, float]] = {}
+
+
+def _surrogate_constants(sur: Surrogate) -> tuple[int, float, float]:
+    """(kernel id, sg_a, sg_b) reproducing the formulas of :mod:`..surrogate` (cached per surrogate)."""
+    cached = _SURROGATE_CACHE.get(sur)
+    if cached is not None:
+        return cached
     a = sur.alpha
     consts = {
         "atan": (a / 2, math.pi / 2 * a),
@@ -227,7 +248,8 @@ def _surrogate_constants(p: LIFParams) -> tuple[int, float, float]:
     }
     if sur.name not in consts:
         raise ValueError(f"backend='triton' has no kernel for surrogate {sur!r}; use backend='fused'")
-    return (_SURROGATE_IDS[sur.name], *consts[sur.name])
+    _SURROGATE_CACHE[sur] = (_SURROGATE_IDS[sur.name], *consts[sur.name])
+    return _SURROGATE_CACHE[sur]
 
 
 def _save_mode(p: LIFParams, dtype: torch.dtype, learn_decay: bool) -> int:
@@ -236,59 +258,102 @@ def _save_mode(p: LIFParams, dtype: torch.dtype, learn_decay: bool) -> int:
     return SAVE_U16 if dtype in _HALF and not learn_decay else SAVE_H32
 
 
-class _TritonLIF(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, k: torch.Tensor | float, p: LIFParams, return_state: bool, needs_grad: bool):
-        ctx.set_materialize_grads(False)
-        learn_decay = isinstance(k, torch.Tensor)
-        x = x.contiguous()
-        T, N = x.shape[0], x[0].numel()
-        sid, sg_a, sg_b = _surrogate_constants(p)
-        mode = _save_mode(p, x.dtype, learn_decay) if needs_grad else SAVE_NONE
-        spikes = torch.empty_like(x)
-        v_seq = torch.empty_like(x) if return_state else spikes
-        if mode == SAVE_NONE:  # inference: the kernel writes nothing for backward
-            saved = spikes
-        else:
-            save_dtype = {SAVE_H32: torch.float32, SAVE_U16: x.dtype, SAVE_CODES: torch.uint8}[mode]
-            saved = torch.empty(x.shape, dtype=save_dtype, device=x.device)
-        k_t = k.detach().to(torch.float32).reshape(1) if learn_decay else x
-        _lif_fwd_kernel[(triton.cdiv(N, BLOCK),)](
-            x, spikes, v_seq, saved, k_t, 0.0 if learn_decay else float(k), N, T,
-            p.v_threshold, p.reset_value, sg_b,
-            K_FROM_PTR=learn_decay, DECAY_INPUT=p.decay_input, HARD_RESET=p.hard_reset,
-            STORE_V=return_state, SAVE_MODE=mode, BLOCK=BLOCK, **_LAUNCH,
-        )
-        keep_x = learn_decay and p.decay_input
-        ctx.save_for_backward(saved, x if keep_x else None, k if learn_decay else None)
-        ctx.p, ctx.k, ctx.mode, ctx.sur = p, (None if learn_decay else float(k)), mode, (sid, sg_a, sg_b)
-        return (spikes, v_seq) if return_state else spikes
+def _save_dtype(mode: int, dtype: torch.dtype) -> torch.dtype:
+    return dtype if mode in (SAVE_U16, SAVE_NONE) else _SAVE_DTYPES[mode]
 
-    @staticmethod
-    def backward(ctx, grad_s, grad_v=None):
-        saved, x, k = ctx.saved_tensors
-        p: LIFParams = ctx.p
-        learn_decay = k is not None
-        sid, sg_a, sg_b = ctx.sur
-        if grad_s is None and grad_v is None:
-            return None, None, None, None, None
-        ref = grad_s if grad_s is not None else grad_v
-        gs = grad_s.contiguous() if grad_s is not None else torch.zeros_like(ref)
-        gv = grad_v.contiguous() if grad_v is not None else gs
-        T, N = saved.shape[0], saved[0].numel()
-        grid = triton.cdiv(N, BLOCK)
-        grad_x = torch.empty(saved.shape, dtype=ref.dtype, device=saved.device)
-        gk_part = torch.empty(grid if learn_decay else 1, dtype=torch.float32, device=saved.device)
-        k_t = k.detach().to(torch.float32).reshape(1) if learn_decay else gs
-        _lif_bwd_kernel[(grid,)](
-            gs, gv, saved, x if x is not None else gs, k_t, 0.0 if learn_decay else ctx.k, grad_x, gk_part,
-            N, T, (T - 1) * N, p.v_threshold, p.reset_value, sg_a, sg_b,
-            K_FROM_PTR=learn_decay, LEARN_DECAY=learn_decay, DECAY_INPUT=p.decay_input, HARD_RESET=p.hard_reset,
-            DETACH_RESET=p.detach_reset, HAS_GV=grad_v is not None, SAVE_MODE=ctx.mode, SURROGATE=sid,
-            BLOCK=BLOCK, **_LAUNCH,
-        )
-        grad_k = gk_part.sum().reshape(k.shape).to(k.dtype) if learn_decay else None
-        return grad_x, grad_k, None, None, None
+
+# The kernels are registered as torch.library custom ops (forward with its autograd formula, backward as its own
+# op), so torch.compile traces a model through them without a graph break and CUDA graphs can capture the launches.
+# Every argument is a tensor or a scalar; the LIFParams are unpacked by :func:`lif_triton`.
+@torch.library.custom_op("spikescope::lif_triton_fwd", mutates_args=())
+def _lif_fwd_op(
+    x: torch.Tensor, k: torch.Tensor | None, k_val: float, v_th: float, v_reset: float, sg_a: float, sg_b: float,
+    decay_input: bool, hard_reset: bool, detach_reset: bool, store_v: bool, mode: int, surrogate: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (spikes, V (empty unless ``store_v``), what backward keeps (empty for ``SAVE_NONE``))."""
+    T, N = x.shape[0], x[0].numel()
+    spikes = torch.empty_like(x)
+    v_seq = torch.empty_like(x) if store_v else x.new_empty(0)
+    saved = x.new_empty(0) if mode == SAVE_NONE else torch.empty(x.shape, dtype=_save_dtype(mode, x.dtype),
+                                                                    device=x.device)
+    _lif_fwd_kernel[(triton.cdiv(N, BLOCK),)](
+        x, spikes, v_seq if store_v else spikes, saved if mode != SAVE_NONE else spikes, x if k is None else k,
+        k_val, N, T, v_th, v_reset, sg_b,
+        K_FROM_PTR=k is not None, DECAY_INPUT=decay_input, HARD_RESET=hard_reset,
+        STORE_V=store_v, SAVE_MODE=mode, BLOCK=BLOCK, **_LAUNCH,
+    )
+    return spikes, v_seq, saved
+
+
+@_lif_fwd_op.register_fake
+def _(x, k, k_val, v_th, v_reset, sg_a, sg_b, decay_input, hard_reset, detach_reset, store_v, mode, surrogate):
+    saved = x.new_empty(0) if mode == SAVE_NONE else x.new_empty(x.shape, dtype=_save_dtype(mode, x.dtype))
+    return torch.empty_like(x), torch.empty_like(x) if store_v else x.new_empty(0), saved
+
+
+@torch.library.custom_op("spikescope::lif_triton_bwd", mutates_args=())
+def _lif_bwd_op(
+    grad_s: torch.Tensor | None, grad_v: torch.Tensor | None, saved: torch.Tensor, x: torch.Tensor | None,
+    k: torch.Tensor | None, k_val: float, v_th: float, v_reset: float, sg_a: float, sg_b: float, decay_input: bool,
+    hard_reset: bool, detach_reset: bool, mode: int, surrogate: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (dL/dX, per-program partial sums of dL/dk (one zero when k is a constant))."""
+    ref = grad_s if grad_s is not None else grad_v
+    T, N = saved.shape[0], saved[0].numel()
+    grid = triton.cdiv(N, BLOCK)
+    grad_x = torch.empty(saved.shape, dtype=ref.dtype, device=saved.device)
+    gk_part = torch.empty(grid if k is not None else 1, dtype=torch.float32, device=saved.device)
+    # a missing gradient is a constexpr flag, not a zero tensor; an unused pointer is any valid tensor
+    gs = grad_s.contiguous() if grad_s is not None else ref.contiguous()
+    gv = grad_v.contiguous() if grad_v is not None else gs
+    _lif_bwd_kernel[(grid,)](
+        gs, gv, saved, x if x is not None else gs, k if k is not None else gs, k_val, grad_x, gk_part,
+        N, T, (T - 1) * N, v_th, v_reset, sg_a, sg_b,
+        K_FROM_PTR=k is not None, LEARN_DECAY=k is not None, DECAY_INPUT=decay_input, HARD_RESET=hard_reset,
+        DETACH_RESET=detach_reset, HAS_GS=grad_s is not None, HAS_GV=grad_v is not None, SAVE_MODE=mode,
+        SURROGATE=surrogate, BLOCK=BLOCK, **_LAUNCH,
+    )
+    if k is None:
+        gk_part.zero_()
+    return grad_x, gk_part
+
+
+@_lif_bwd_op.register_fake
+def _(grad_s, grad_v, saved, x, k, k_val, v_th, v_reset, sg_a, sg_b, decay_input, hard_reset, detach_reset, mode,
+      surrogate):
+    ref = grad_s if grad_s is not None else grad_v
+    parts = triton.cdiv(saved[0].numel(), BLOCK) if k is not None else 1
+    return saved.new_empty(saved.shape, dtype=ref.dtype), saved.new_empty(parts, dtype=torch.float32)
+
+
+_FWD_ARGS = ("k_val", "v_th", "v_reset", "sg_a", "sg_b", "decay_input", "hard_reset", "detach_reset", "store_v",
+             "mode", "surrogate")
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, k, *rest = inputs
+    args = dict(zip(_FWD_ARGS, rest))
+    keep_x = k is not None and args["decay_input"]
+    ctx.save_for_backward(output[2], x if keep_x else None, k)
+    ctx.args = args
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, grad_s, grad_v, _grad_saved):
+    saved, x, k = ctx.saved_tensors
+    a = ctx.args
+    if grad_s is None and (grad_v is None or not a["store_v"]):
+        return (None,) * 13
+    grad_x, gk_part = _lif_bwd_op(
+        grad_s, grad_v if a["store_v"] else None, saved, x, k.detach().float().reshape(1) if k is not None else None,
+        a["k_val"], a["v_th"], a["v_reset"], a["sg_a"], a["sg_b"], a["decay_input"], a["hard_reset"],
+        a["detach_reset"], a["mode"], a["surrogate"],
+    )
+    grad_k = gk_part.sum().reshape(k.shape).to(k.dtype) if k is not None else None
+    return (grad_x, grad_k) + (None,) * 11
+
+
+_lif_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def lif_triton(
@@ -301,7 +366,12 @@ def lif_triton(
     check_device(x, "LIF")
     if x.dtype not in (torch.float32, *_HALF) or x.numel() == 0:
         return lif_fused(x, k, p, return_state)
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (isinstance(k, torch.Tensor) and k.requires_grad))
-    if return_state:
-        return _TritonLIF.apply(x, k, p, True, needs_grad)
-    return _TritonLIF.apply(x, k, p, False, needs_grad), None
+    learn_decay = isinstance(k, torch.Tensor)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (learn_decay and k.requires_grad))
+    sid, sg_a, sg_b = _surrogate_constants(p.surrogate)
+    mode = _save_mode(p, x.dtype, learn_decay) if needs_grad else SAVE_NONE
+    spikes, v_seq, _ = _lif_fwd_op(
+        x.contiguous(), k.float().reshape(1) if learn_decay else None, 0.0 if learn_decay else float(k),
+        p.v_threshold, p.reset_value, sg_a, sg_b, p.decay_input, p.hard_reset, p.detach_reset, return_state, mode, sid,
+    )
+    return spikes, (v_seq if return_state else None)
