@@ -37,9 +37,10 @@ def test_last_row_equals_compute_temporal_erf_2():
     assert ref.max() > 0
     np.testing.assert_allclose(r.curve["y"], ref, rtol=1e-6, atol=1e-12)
     assert r.meta["authors_function"].endswith("compute_temporal_erf_2")
-    # the same backward passes read as our diagonal mean: row T-1 of the matrix is the curve
-    np.testing.assert_allclose(last_row_curve(r.matrix), r.curve["y"], rtol=1e-12)
-    np.testing.assert_allclose(r.matrix[T - 1, ::-1][:T - 1], ref, rtol=1e-6)
+    # it is row T-1 of our full matrix
+    full = temporal_erf(model, x, "acts.1", output="membrane", protocol="matrix", n_boot=0, progress=False)
+    np.testing.assert_allclose(last_row_curve(full.matrix), ref, rtol=1e-6, atol=1e-12)
+    assert r.matrix.shape == (1, T) and not np.allclose(terf_curve(full.matrix)[:T - 1], ref)
 
 
 def test_last_delay_maps_equal_compute_st_erf():

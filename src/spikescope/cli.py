@@ -220,6 +220,8 @@ def _erf_print(result, out) -> None:
             v = metrics.get(k, {}).get("value")
             vals.append(f"{k}={v:.4g}" if v is not None else f"{k}=nan")
         print(f"  {layer}: " + "  ".join(vals))
+    if result.fit:
+        print(f"  fit ({result.meta.get('protocol', 'matrix')}): {result.fit.get('note', '')}")
 
 
 def _cmd_erf(args: argparse.Namespace) -> int:
@@ -245,7 +247,7 @@ def _cmd_erf(args: argparse.Namespace) -> int:
                       batch_size=args.batch, timesteps=T, seed=args.seed, n_boot=args.boot, label=spec.label,
                       offset=tuple(args.offset), extra_meta=meta)
         if args.erf_cmd == "temporal":
-            r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
+            r = temporal_erf(model, args.inputs, args.layer, output=args.output, protocol=args.protocol, **common)
         else:
             layers = paper_erf_layers(spec.name) if paper else args.layers
             columns[spec.label] = layers
@@ -257,6 +259,15 @@ def _cmd_erf(args: argparse.Namespace) -> int:
         paths = plots.plot_layers(results, Path(args.out) / "compare", scale=args.scale,
                                   layers=columns if paper else None)
         print(f"comparison figure: {paths[0]} (+ pdf)")
+    return 0
+
+
+def _cmd_erf_reproduce(args: argparse.Namespace) -> int:
+    from .erf.reproduce import reproduce
+
+    report = reproduce(args.out, weights_dir=args.weights, n=args.n, size=args.size, seed=args.seed,
+                       panels=args.panels)
+    print(f"report: {report}")
     return 0
 
 
@@ -285,8 +296,23 @@ def _add_erf_parser(sub) -> None:
     cp.add_argument("--t-out", default="all")
     cp.add_argument("--scale", default="log", choices=["log", "linear"])
     _erf_common(cp)
+    tp.add_argument("--protocol", default="matrix", choices=["matrix", "last-row", "all-pixel"],
+                    help="matrix: ours, mean_t M[t, t-tau]; last-row: the authors' compute_temporal_erf_2 (row T-1); "
+                    "all-pixel: the authors' temporal_erf_compute.py (all-pixel stimulus at T-1, max-normalised)")
     for q in (sp, tp, cp):
         q.set_defaults(func=_cmd_erf)
+    from .erf.reproduce import PANELS
+
+    rp = erf_sub.add_parser("reproduce", help="every ERF figure of the ST-ERF paper, with report.md")
+    rp.add_argument("--out", required=True, help="output folder (report.md, figures, arrays)")
+    rp.add_argument("--weights", default=None, help="folder searched by file name for the released checkpoints; "
+                    "models without one keep random weights + BN calibration")
+    rp.add_argument("--n", type=int, default=4, help="samples per measurement (default 4, reduced; the paper 20-300)")
+    rp.add_argument("--size", type=int, default=64, help="input side of the spatial panels (default 64; paper 224)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--panels", nargs="+", default=list(PANELS), choices=list(PANELS), metavar="PANEL",
+                    help=f"subset of {', '.join(PANELS)} (default: all)")
+    rp.set_defaults(func=_cmd_erf_reproduce)
 # --- end erf ---------------------------------------------------------------------------------------------------
 
 

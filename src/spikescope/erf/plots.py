@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_layers", "plot_timesteps", "plot_temporal", "plot_block_maps", "display", "fft_magnitude",
+__all__ = ["plot_layers", "plot_timesteps", "plot_temporal", "plot_block_maps", "plot_delay_maps", "display", "fft_magnitude",
            "colorbar_fraction"]
 
 #: the in-figure abbreviations of :func:`plot_layers`, printed under the grid
@@ -73,14 +73,18 @@ def _metric(result, layer: str, key: str) -> float | None:
 
 
 def plot_layers(
-    results: dict, stem: str | Path, scale: str = "log", layers: list[str] | dict[str, list[str]] | None = None
+    results: dict, stem: str | Path, scale: str = "log", layers: list[str] | dict[str, list[str]] | None = None,
+    share: str = "column",
 ) -> list[Path]:
-    """One row per result (model), one column per layer; shared colour scale per column across the rows.
+    """One row per result (model), one column per layer; shared colour scale per column across the rows
+    (``share="panel"``: every panel on its own max, as the authors' per-map display).
 
     ``layers`` is one list for every row, or a dict ``{label: [layer, ...]}`` of equally long lists when the models
     name their layers differently (the paper's comparison): column j then shows each row's j-th layer.
     """
     plt = _plt()
+    if share not in ("column", "panel"):
+        raise ValueError(f"share must be 'column' or 'panel', got {share!r}")
     labels = list(results)
     if layers is None:
         layers = []
@@ -107,12 +111,14 @@ def plot_layers(
             if layer not in r.maps:
                 ax.set_facecolor("0.85")
                 continue
-            im = ax.imshow(display(r.maps[layer], vmax[j], scale), cmap="magma", vmin=0, vmax=1)
+            top = vmax[j] if share == "column" else float(r.maps[layer].max())
+            im = ax.imshow(display(r.maps[layer], top, scale), cmap="magma", vmin=0, vmax=1)
             a50, sig = _metric(r, layer, "area_ratio_log@0.5"), _metric(r, layer, "sigma_row")
             text = " ".join(s for s in (f"r50={a50:.3f}" if a50 is not None else "",
                                         f"σ={sig:.1f}" if sig is not None else "") if s)
             ax.text(0.02, 0.02, text, color="w", fontsize=7, transform=ax.transAxes, va="bottom")
-    colorbar_fraction(fig, im, axes, scale, "ERF / column max", shrink=0.6)
+    colorbar_fraction(fig, im, axes, scale, "ERF / column max" if share == "column" else "ERF / panel max",
+                      shrink=0.6)
     fig.text(0.01, 0.0, LEGEND, fontsize=7, va="top", wrap=True)
     return _save(fig, Path(stem))
 
@@ -216,4 +222,26 @@ def plot_block_maps(result, stem: str | Path, layers: list[str] | None = None, s
         ax.set_axis_on()
         ax.imshow(np.log10(1 + fft_magnitude(avg)), cmap="viridis")
         ax.set_title("log10(1 + |FFT(average)|)", fontsize=7)
+    return _save(fig, Path(stem))
+
+
+def plot_delay_maps(results: dict, stem: str | Path, keys: list[str], scale: str = "linear") -> list[Path]:
+    """One row per temporal result, one column per map key (``last_delay{n}``); each row divided by its own max
+    over those maps (the authors' ``st_erf_compute.py`` normalisation)."""
+    plt = _plt()
+    nr, nc = len(results), len(keys)
+    fig, axes = plt.subplots(nr, nc, figsize=(1.9 * nc + 1.6, 1.9 * nr + 0.4), squeeze=False)
+    im = None
+    for i, (label, r) in enumerate(results.items()):
+        vmax = max(float(r.maps[k].max()) for k in keys)
+        for j, k in enumerate(keys):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            im = ax.imshow(display(r.maps[k], vmax, scale), cmap="gray", vmin=0, vmax=1)
+            if i == 0:
+                ax.set_title(k.replace("last_delay", "delay n = "), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7)
+    colorbar_fraction(fig, im, axes, scale, "ERF / row max", shrink=0.6)
     return _save(fig, Path(stem))

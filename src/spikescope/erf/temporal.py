@@ -9,9 +9,9 @@ independence assumption of :func:`~spikescope.erf.spatial.spatial_erf`). Three n
 
 * ``"matrix"`` (ours): all T rows; the curve is the diagonal mean T-ERF(τ) = mean_t M[t, t − τ], τ = 0..T−1,
   fitted with a·b^τ + c over the delay τ. Per-delay maps ``delay{τ}`` average over t.
-* ``"last-row"`` (the authors' ``erf_scnn/functions/erf.py::compute_temporal_erf_2``): the same matrix, read at
-  its last row only: T-ERF(τ) = M[T−1, T−1−τ], τ = 0..T−2 (that function's default range). It differs from the
-  diagonal mean unless M is Toeplitz.
+* ``"last-row"`` (the authors' ``erf_scnn/functions/erf.py::compute_temporal_erf_2``): only the last row of the
+  matrix (one backward, centre stimulus at t = T−1): T-ERF(τ) = M[T−1, T−1−τ], τ = 0..T−2 (that function's
+  default range). It equals row T−1 of ``"matrix"`` and differs from the diagonal mean unless M is Toeplitz.
 * ``"all-pixel"`` (the authors' ``erf_compute/temporal_erf_compute.py``): stimulus 1 at *every* output position and
   channel at t = T−1 (one backward). Per sample, G[t', i, j] = Σ_c |∂ Σ_{c,m,n} y[T−1] / ∂ x_c,(i,j)[t']| is
   divided by its own maximum over (t', i, j), and e[t'] = Σ_{i,j} G[t', i, j]; the curve is the mean (± std) over
@@ -19,9 +19,9 @@ independence assumption of :func:`~spikescope.erf.spatial.spatial_erf`). Three n
   increasing run of the mean curve starting at t0 (as that script), so a rising curve gives b > 1 and the decay per
   step back in time is 1/b. Maps ``input{t'}``: mean G per input time.
 
-Every protocol also stores the authors' per-delay maps at the last output step (``erf_scnn/functions/
-dynamic_erf.py::compute_st_erf``): ``last_delay{τ}`` = mean_k |∂ Σ_c y_c,(m,n)[T−1] / ∂ x[T−1−τ]|, averaged over
-input channels (centre stimulus; not for ``"all-pixel"``).
+The centre-stimulus protocols also store the authors' per-delay maps at the last output step
+(``erf_scnn/functions/dynamic_erf.py::compute_st_erf``): ``last_delay{τ}`` = mean_k |∂ Σ_c y_c,(m,n)[T−1] /
+∂ x[T−1−τ]|, averaged over input channels.
 
 The fit is described, not just reported (:func:`~spikescope.erf.metrics.describe_fit`): ``fit["shape"]`` says
 whether it is a decay, a growth, a curve moving the other way (a < 0) or no fit at all (R² < 0.9).
@@ -80,6 +80,12 @@ def last_row_curve(matrix: np.ndarray) -> np.ndarray:
     """``[..., T, T]`` -> ``[..., T - 1]``: entry tau is M[T-1, T-1-tau], tau = 0..T-2 (``compute_temporal_erf_2``)."""
     T = matrix.shape[-1]
     return matrix[..., T - 1, ::-1][..., : max(T - 1, 0)]
+
+
+def _row_curve(rows: np.ndarray) -> np.ndarray:
+    """``[..., 1, T]`` (the row t = T-1 alone) -> ``[..., T - 1]`` by delay, as :func:`last_row_curve`."""
+    T = rows.shape[-1]
+    return rows[..., 0, ::-1][..., : max(T - 1, 0)]
 
 
 def authors_fit(curve: np.ndarray) -> dict:
@@ -141,9 +147,9 @@ def temporal_erf(
         offset: (dy, dx) from the exact centre of the layer's map (centre-stimulus protocols).
 
     Returns:
-        :class:`ERFResult` with ``matrix`` (``[T, T]``; ``[1, T]``, the row t = T−1, for ``"all-pixel"``),
-        ``matrix_samples`` (``[N, T, T]`` / ``[N, 1, T]``), ``maps``, ``curve``, ``fit`` and metrics (fit
-        parameters and curve values with bootstrap intervals).
+        :class:`ERFResult` with ``matrix`` (``[T, T]``; ``[1, T]``, the row t = T−1, for ``"last-row"`` and
+        ``"all-pixel"``), ``matrix_samples`` (``[N, T, T]`` / ``[N, 1, T]``), ``maps``, ``curve``, ``fit`` and
+        metrics (fit parameters and curve values with bootstrap intervals).
     """
     if output not in ("spikes", "membrane"):
         raise ValueError(f"output must be 'spikes' or 'membrane', got {output!r}")
@@ -171,7 +177,7 @@ def temporal_erf(
                              "needs one output per input timestep")
         centre = centre_of(probe.shapes[name], offset, name)
         N = len(source)
-        rows = [T - 1] if all_pixel else list(range(T))
+        rows = list(range(T)) if protocol == "matrix" else [T - 1]
         mats = np.zeros((N, len(rows), T))
         e_norm = np.zeros((N, T))
         delay_sum, last_sum, input_sum = None, None, None
@@ -220,7 +226,7 @@ def temporal_erf(
         maps = {f"input{tp}": input_sum[tp] / N for tp in range(T)}
     else:
         counts = np.arange(T, 0, -1)  # delay tau occurs for T - tau output timesteps
-        maps = {f"delay{tau}": delay_sum[tau] / (N * counts[tau]) for tau in range(T)}
+        maps = {} if protocol != "matrix" else {f"delay{tau}": delay_sum[tau] / (N * counts[tau]) for tau in range(T)}
         maps.update({f"last_delay{tau}": last_sum[tau] / N for tau in range(T)})
     matrix = mats.mean(0)
     curve, fit = _protocol_curve(protocol, mats, e_norm)
@@ -263,10 +269,10 @@ def _protocol_curve(protocol: str, mats: np.ndarray, e_norm: np.ndarray) -> tupl
                  "quantity": quantity}
         fit = {**authors_fit(y), "on": "a·b^(t'−t0) + c on the longest strictly increasing run of the mean curve"}
         return curve, fit
-    M = mats.mean(0)
-    y = terf_curve(M) if protocol == "matrix" else last_row_curve(M)
+    read = terf_curve if protocol == "matrix" else _row_curve
+    y = read(mats.mean(0))
     x = np.arange(y.size)
-    per_sample = terf_curve(mats) if protocol == "matrix" else last_row_curve(mats)
+    per_sample = read(mats)
     curve = {"protocol": protocol, "x": x, "x_name": "delay τ = t − t'", "y": y, "std": per_sample.std(0),
              "quantity": quantity}
     return curve, _fit_over(x.astype(float), y, f"a·b^τ + c over τ = 0..{y.size - 1}")
@@ -292,7 +298,7 @@ def _temporal_metrics(protocol: str, mats: np.ndarray, e_norm: np.ndarray, n_boo
         a, b, c, rmse = (np.array([f[k] for f in boot_fit], float) for k in ("a", "b", "c", "rmse"))
     else:
         M = np.einsum("bn,nij->bij", counts, mats)
-        boot_curves = terf_curve(M) if protocol == "matrix" else last_row_curve(M)
+        boot_curves = terf_curve(M) if protocol == "matrix" else _row_curve(M)
         a, b, c, rmse = fit_exp_decay(np.arange(boot_curves.shape[1]), boot_curves)
     boot = {"fit_a": a, "fit_b": b, "fit_c": c, "fit_rmse": rmse, "silent_fraction": counts @ silent}
     boot.update({f"terf@{k}": boot_curves[:, k] for k in range(boot_curves.shape[1])})
