@@ -87,3 +87,17 @@ def test_bootstrap_interval_contains_estimate_and_shrinks_like_one_over_sqrt_n()
                 widths[N][k] += out[k]["ci95"][1] - out[k]["ci95"][0]
     for k in keys:
         assert 1.5 < widths[40][k] / widths[160][k] < 2.7, (k, widths)  # sqrt(160/40) = 2
+
+
+def test_colour_bar_reads_real_fractions_of_the_max():
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    im = ax.imshow(plots.display(np.linspace(0, 1, 16).reshape(4, 4), 1.0), vmin=0, vmax=1)
+    cb = plots.colorbar_fraction(fig, im, ax, "log", "ERF")
+    labels = [t.get_text() for t in cb.ax.get_yticklabels()]
+    assert labels == ["0.001", "0.01", "0.1", "0.5", "1"]
+    # the tick at "0.01" sits where a pixel of 1% of the max is drawn (not at display value 0.01)
+    np.testing.assert_allclose(cb.get_ticks()[1], np.log10(1 + 999 * 0.01) / 3)
+    assert "fraction of the max" in cb.ax.get_ylabel()
+    assert "r50" in plots.LEGEND and "σ" in plots.LEGEND
+    plt.close(fig)
