@@ -275,7 +275,9 @@ def describe_fit(x: np.ndarray, y: np.ndarray, a: float, b: float, c: float, r2_
         "falling-growth": f"not a decay in x: a < 0 and b = {b:.3g} > 1, the curve falls ever faster",
         "flat": "flat: b ≈ 1 or a ≈ 0, no geometric trend",
     }
-    return {"r2": r2, "shape": shape, "note": notes[shape]}
+    note = notes[shape] + (" (3 points for 3 parameters: an exact fit, not evidence of the shape)"
+                           if y.size == 3 else "")
+    return {"r2": r2, "shape": shape, "note": note}
 
 
 def longest_increasing_run(y: np.ndarray) -> tuple[int, int] | None:
