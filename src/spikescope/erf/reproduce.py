@@ -121,6 +121,13 @@ def _spatial_table(run: _Run, results: dict, columns: dict) -> None:
             run.say(f"| {label} | `{layer}` | {_fmt(m['area_ratio_log@0.5'])} | {_fmt(m['area90'])} | "
                     f"{_fmt(m['sigma_row'])} | {_fmt(m['silent_fraction'], 2)} |")
     run.say("")
+    for label, r in results.items():
+        silent = [k for k in columns[label] if (r.metrics[k]["silent_fraction"]["value"] or 0) >= 1]
+        if silent:
+            run.say(f"- {label}: {len(silent)} of {len(columns[label])} layers are silent (every sample's map is "
+                    "exactly 0: no gradient reaches the input, the spikes feeding them are all 0 with these weights "
+                    "and inputs); their metrics are nan, not small.")
+    run.say("")
 
 
 def _paper_spatial(run: _Run, specs: Sequence[str], folder: str) -> tuple:
