@@ -203,7 +203,7 @@ def plot_block_maps(result, stem: str | Path, layers: list[str] | None = None, s
     if len(shapes) != 1:
         raise ValueError(f"plot_block_maps needs maps of one size to average; got {sorted(shapes)} for {layers}")
     avg = np.mean([m / m.max() if m.max() > 0 else m for m in maps], axis=0)
-    panels = [(k, m) for k, m in zip(layers, maps)] + [("average (of max-normalised maps)", avg)]
+    panels = [(k, m) for k, m in zip(layers, maps)] + [("average (max-normalised)", avg)]
     n = len(panels) + int(fft)
     nc = min(n, 6)
     nr = -(-n // nc)
@@ -221,7 +221,7 @@ def plot_block_maps(result, stem: str | Path, layers: list[str] | None = None, s
         ax = axes.flat[len(panels)]
         ax.set_axis_on()
         ax.imshow(np.log10(1 + fft_magnitude(avg)), cmap="viridis")
-        ax.set_title("log10(1 + |FFT(average)|)", fontsize=7)
+        ax.set_title("log10(1+|FFT(avg)|)", fontsize=7)
     return _save(fig, Path(stem))
 
 
