@@ -292,6 +292,8 @@ def _erf_print(result, out) -> None:
         print(f"  {layer}{where}: " + "  ".join(vals))
     for note in m.get("warnings", []):
         print(f"  warning: {note}")
+    if result.fit:
+        print(f"  fit ({result.meta.get('protocol', 'matrix')}): {result.fit.get('note', '')}")
 
 
 def _paper_plan(specs, args) -> list[dict]:
@@ -376,7 +378,7 @@ def _run_erf(args: argparse.Namespace) -> int:
             if T < 2:
                 raise ValueError(f"{spec.label} runs T = {T} timestep: a temporal ERF needs T >= 2 to have delays to "
                                  "fit; give the model more timesteps, e.g. --set timesteps=4")
-            r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
+            r = temporal_erf(model, args.inputs, args.layer, output=args.output, protocol=args.protocol, **common)
         else:
             r = spatial_erf(model, args.inputs, layers_of[spec.label], mode=args.mode, t_out=step["t_out"],
                             layout=_erf_layout(args.layout), stimulus=args.stimulus, **common)
@@ -401,6 +403,15 @@ def _erf_spatial_options(p: argparse.ArgumentParser) -> None:
                    "windows:HxW/SIDE[/SHIFT] (repeatable as LAYER=LAYOUT; see docs/erf.md)")
     p.add_argument("--stimulus", default="sum",
                    help="'sum' (every channel, default), 'channel:K' or 'sqnorm' (for layers whose channels cancel)")
+
+
+def _cmd_erf_reproduce(args: argparse.Namespace) -> int:
+    from .erf.reproduce import reproduce
+
+    report = reproduce(args.out, weights_dir=args.weights, n=args.n, size=args.size, seed=args.seed,
+                       panels=args.panels)
+    print(f"report: {report}")
+    return 0
 
 
 def _add_erf_parser(sub) -> None:
@@ -433,8 +444,23 @@ def _add_erf_parser(sub) -> None:
     cp.add_argument("--scale", default="log", choices=["log", "linear"], help="colour scale of the figure")
     _erf_spatial_options(cp)
     _erf_common(cp)
+    tp.add_argument("--protocol", default="matrix", choices=["matrix", "last-row", "all-pixel"],
+                    help="matrix: ours, mean_t M[t, t-tau]; last-row: the authors' compute_temporal_erf_2 (row T-1); "
+                    "all-pixel: the authors' temporal_erf_compute.py (all-pixel stimulus at T-1, max-normalised)")
     for q in (sp, tp, cp):
         q.set_defaults(func=_cmd_erf)
+    from .erf.reproduce import PANELS
+
+    rp = erf_sub.add_parser("reproduce", help="every ERF figure of the ST-ERF paper, with report.md")
+    rp.add_argument("--out", required=True, help="output folder (report.md, figures, arrays)")
+    rp.add_argument("--weights", default=None, help="folder searched by file name for the released checkpoints; "
+                    "models without one keep random weights + BN calibration")
+    rp.add_argument("--n", type=int, default=4, help="samples per measurement (default 4, reduced; the paper 20-300)")
+    rp.add_argument("--size", type=int, default=64, help="input side of the spatial panels (default 64; paper 224)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--panels", nargs="+", default=list(PANELS), choices=list(PANELS), metavar="PANEL",
+                    help=f"subset of {', '.join(PANELS)} (default: all)")
+    rp.set_defaults(func=_cmd_erf_reproduce)
 # --- end erf ---------------------------------------------------------------------------------------------------
 
 

@@ -83,11 +83,22 @@ def _spatial_part(out: Path, quick: bool, lines: list[str], say: _Say) -> None:
         a90 = ", ".join(f"{k}: {results[k].metrics[layer]['area90']['value'] or float('nan'):.3g}" for k in ranked)
         lines.append(f"- At `{layer}`, the share of input pixels holding 90% of the gradient mass (area90) ranks "
                      f"{a90}.")
+        by_sigma = sorted(results, key=lambda k: results[k].metrics[layer]["sigma_row"]["value"] or 0, reverse=True)
+        if by_sigma != ranked:
+            lines.append(f"  sigma row ranks them {', '.join(by_sigma)}: the two disagree here, so the gradient mass "
+                         "is not one centred blob (see the figure).")
     lines += [
-        "- Larger area90 / sigma = a wider ERF. These are random-weight models with BN calibrated on noise, not the "
-        "trained checkpoints of the paper: they show what the *architecture* does (sterf.md §3.7: the raster "
-        "reshape of MLPixer mixes C consecutive pixels of one channel, SRB scatters across the whole image), not "
-        "what training learns. Area ratios and area90 are extensions, not paper numbers.",
+        "- What each metric measures: **area90** is the smallest share of input pixels that holds 90% of the "
+        "gradient mass, wherever those pixels are (a scattered ERF can have a large area90); the **area ratio** is "
+        "the smallest *centred square* holding 50% of log10(1 + map), so mass far from the centre widens it; "
+        "**sigma** is the width of a Gaussian fitted to the centre row / column only, so it sees neither mass off "
+        "that row nor several separate peaks. They agree for a single centred blob and disagree otherwise: a map "
+        "with a sharp centre peak plus a broad scattered floor has a large area90 but a small sigma (the Gaussian "
+        "follows the peak). Read the figure with the table.",
+        "- These are random-weight models with BN calibrated on noise, not the trained checkpoints of the paper: "
+        "they show what the *architecture* does (the raster reshape of MLPixer mixes C consecutive pixels of one "
+        "channel, SRB scatters across the whole image), not what training learns. Area ratios and area90 are "
+        "extensions, not paper numbers.",
         f"- With N = {n} the intervals (95% bootstrap over samples) are wide; use `spikescope erf compare` with "
         "`--n 60` or more for figures.", "",
     ]
@@ -117,30 +128,42 @@ def _temporal_part(out: Path, quick: bool, lines: list[str], say: _Say) -> None:
         f"(detach_reset, ATan), static N(0,1) noise {size[1]}x{size[2]} repeated over T; output: the last layer's "
         "spikes. M[t, t'] = sum over pixels of |d out[t] / dx[t']| at the centre, mean over samples; "
         "T-ERF(τ) = mean_t M[t, t-τ], fitted with a·b^τ + c. Figure: `temporal_compare.png`.", "",
-        "| model | fit b | 1 - 1/tau | T-ERF(T-1) / T-ERF(0) | upper-triangle max | silent |",
-        "|---|---|---|---|---|---|",
+        "| model | fit: shape (R²) | fit b | 1 - 1/tau | T-ERF(T-1) / T-ERF(0) | upper-triangle max | silent |",
+        "|---|---|---|---|---|---|---|",
     ]
-    memory = {}
-    for label, tau, depth, r in runs:
-        from ..erf import terf_curve
+    from ..erf.temporal import curve_ratio
 
-        curve = terf_curve(r.matrix)
-        memory[(depth, tau)] = curve[-1] / curve[0] if curve[0] > 0 else float("nan")
-        lines.append(f"| {label} | {r.fit['b']:.3f} | {1 - 1 / tau:.3f} | {memory[(depth, tau)]:.3g} | "
-                     f"{r.meta['upper_triangle_max']:.1e} | {_fmt(r.metrics[r.meta['layer']]['silent_fraction'], 2)} |")
-    b1 = {tau: r.fit["b"] for _, tau, depth, r in runs if depth == 1}
-    lines += [
-        "",
-        "- Every matrix is lower-triangular: the upper triangle is exactly 0 (causality).",
-        f"- One LIF below threshold: the fitted decay b = {b1[2.0]:.3f} (tau = 2) and {b1[4.0]:.3f} (tau = 4) "
-        "against the analytic 1 - 1/tau = 0.500 and 0.750: the membrane forgets its input geometrically, "
-        "(1/tau)(1 - 1/tau)^k after k steps.",
-        f"- Five spiking layers: the input {T - 1} steps back weighs {memory[(5, 2.0)]:.3g}x (tau = 2) and "
-        f"{memory[(5, 4.0)]:.3g}x (tau = 4) as much as the current input. "
-        + ("The longer time constant keeps the longer memory." if memory[(5, 4.0)] > memory[(5, 2.0)]
-           else "Here the longer time constant does not give the longer memory (spiking and resets dominate)."),
-        "",
-    ]
+    memory, notes = {}, []
+    for label, tau, depth, r in runs:
+        memory[(depth, tau)], note = curve_ratio(r.curve["y"], -1, 0)
+        ratio = f"{memory[(depth, tau)]:.3g}" if memory[(depth, tau)] is not None else "n/a (T-ERF(0) ≈ 0)"
+        if note:
+            notes.append(f"- {label}: T-ERF(T-1) / T-ERF(0) {note}.")
+        r2 = f"{r.fit['r2']:.2f}" if r.fit.get("r2") is not None else "-"
+        lines.append(f"| {label} | {r.fit['shape']} ({r2}) | {_fmt({'value': r.fit['b']})} | {1 - 1 / tau:.3f} | "
+                     f"{ratio} | {r.meta['upper_triangle_max']:.1e} | "
+                     f"{_fmt(r.metrics[r.meta['layer']]['silent_fraction'], 2)} |")
+    one = {tau: r.fit for _, tau, depth, r in runs if depth == 1}
+    five = {tau: r.fit for _, tau, depth, r in runs if depth == 5}
+    lines += ["", "- Every matrix is lower-triangular: the upper triangle is exactly 0 (causality).",
+              "- `fit b` is reported as a decay rate only where the shape column says `decay` (a > 0, b < 1 and "
+              "R² ≥ 0.9); `rising-decay` (a < 0) means the curve rises with the delay, `no-fit` means a·b^τ + c "
+              "does not describe it."]
+    if all(f["shape"] == "decay" for f in one.values()):
+        lines.append(f"- One LIF below threshold: the fitted decay b = {one[2.0]['b']:.3f} (tau = 2) and "
+                     f"{one[4.0]['b']:.3f} (tau = 4) against the analytic 1 - 1/tau = 0.500 and 0.750: the membrane "
+                     "forgets its input geometrically, (1/tau)(1 - 1/tau)^k after k steps.")
+    else:
+        lines.append("- One LIF below threshold: " + "; ".join(f"tau = {t:g}: {f['note']}" for t, f in one.items()))
+    lines.append("- Five spiking layers: " + "; ".join(f"tau = {t:g}: {f['note']}" for t, f in five.items()) + ".")
+    m2, m4 = memory[(5, 2.0)], memory[(5, 4.0)]
+    if m2 is not None and m4 is not None:
+        lines.append(f"- Five spiking layers: the input {T - 1} steps back weighs {m2:.3g}x (tau = 2) and {m4:.3g}x "
+                     "(tau = 4) as much as the current input. "
+                     + ("The longer time constant keeps the longer memory." if m4 > m2 else
+                        "Here the longer time constant does not give the longer memory (spiking and resets "
+                        "dominate)."))
+    lines += notes + [""]
 
 
 def _training_part(out: Path, quick: bool, lines: list[str], say: _Say) -> None:

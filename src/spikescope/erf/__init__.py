@@ -7,7 +7,7 @@ from .metrics import area90, area_ratios, bootstrap_metrics, fit_exp_decay, gaus
 from .result import ERFResult
 from .session import NonFiniteGradientError
 from .spatial import MODES, SilentLayerWarning, spatial_erf, spatial_erf_loop
-from .temporal import temporal_erf, terf_curve
+from .temporal import PROTOCOLS, temporal_erf, terf_curve
 
 __all__ = [
     "ERFResult",
@@ -16,6 +16,7 @@ __all__ = [
     "LayoutError",
     "MODES",
     "NonFiniteGradientError",
+    "PROTOCOLS",
     "SilentLayerWarning",
     "area90",
     "area_ratios",

@@ -8,8 +8,15 @@
   row / column (Luo et al. 2016; sterf.md §1.5).
 * ``silent_fraction``: the share of samples whose map is exactly zero (no gradient reached the input).
 
-A bootstrap over samples (:func:`bootstrap_metrics`) gives a 95% percentile interval for each.
-None of these numbers is reported by the ST-ERF paper; they are extensions (sterf.md §7 item 9).
+A bootstrap over samples (:func:`bootstrap_metrics`) gives a 95% interval for each: the normal interval
+value ± 1.96·sd of the resampled values, centred on the estimate, with the resamples' ``bias`` beside it. A
+percentile interval is not used: a metric of the *mean* map is a nonlinear function of N samples, and a resample
+(about 63% distinct samples) has a noisier mean map, so the resampled values sit systematically on one side of the
+estimate (area90 of a noise floor shrinks) and their percentiles can exclude it. ``bias`` (mean of the resamples
+minus the estimate) says how far that shift goes: when |bias| is comparable to the interval's half-width the
+metric still moves with N. Area ratios are quantised (odd square sides): a zero-width interval means every
+resample chose the same square.
+None of these numbers is reported by the ST-ERF paper; they are extensions, not paper numbers.
 """
 from __future__ import annotations
 
@@ -26,6 +33,9 @@ __all__ = [
     "map_metrics",
     "bootstrap_metrics",
     "fit_exp_decay",
+    "boot_interval",
+    "describe_fit",
+    "longest_increasing_run",
 ]
 
 P_LEVELS = (0.2, 0.3, 0.5, 0.99)
@@ -151,6 +161,22 @@ def _json_float(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
+def boot_interval(value: float, resamples: np.ndarray, min_finite: int) -> dict:
+    """``{"value", "ci95", "bias"}`` of one metric from its bootstrap resamples (see the module docstring).
+
+    ``ci95 = value ± 1.96·sd(resamples)`` (always contains ``value``); ``None`` when the estimate is not finite or
+    fewer than ``min_finite`` resamples are.
+    """
+    out = {"value": _json_float(value), "ci95": None, "bias": None}
+    finite = resamples[np.isfinite(resamples)]
+    if out["value"] is None or finite.size < max(2, min_finite):
+        return out
+    half = 1.96 * float(finite.std(ddof=1))
+    out["ci95"] = [value - half, value + half]
+    out["bias"] = float(finite.mean() - value)
+    return out
+
+
 def bootstrap_metrics(
     samples: np.ndarray,
     centre: tuple[int, int],
@@ -160,33 +186,31 @@ def bootstrap_metrics(
 ) -> dict[str, dict]:
     """Metrics of the mean map of per-sample maps ``[N, H, W]`` with 95% bootstrap intervals over samples.
 
-    Returns ``{name: {"value": v, "ci95": [lo, hi]}}``; NaN values are written as ``None``. ``silent_fraction`` is
-    the share of all-zero sample maps. With ``n_boot = 0`` (or N = 1) the intervals are ``None``.
+    Returns ``{name: {"value": v, "ci95": [lo, hi], "bias": b}}`` (:func:`boot_interval`); NaN values are written
+    as ``None``. ``silent_fraction`` is the share of all-zero sample maps. With ``n_boot = 0`` (or N = 1) the
+    intervals are ``None``.
     """
     s = np.asarray(samples, dtype=np.float64)
     N = s.shape[0]
     point = map_metrics(s.mean(0), centre, p_levels)
     silent = ~(s.reshape(N, -1) != 0).any(1)
     point["silent_fraction"] = np.array([silent.mean()])
-    out = {k: {"value": _json_float(v[0]), "ci95": None} for k, v in point.items()}
     if n_boot <= 0 or N < 2:
-        return out
+        return {k: {"value": _json_float(v[0]), "ci95": None, "bias": None} for k, v in point.items()}
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot).astype(np.float64)  # [B, N]
     boot_maps = (counts @ s.reshape(N, -1) / N).reshape(n_boot, *s.shape[1:])
     boot = map_metrics(boot_maps, centre, p_levels)
     boot["silent_fraction"] = counts @ silent / N
-    for k, v in boot.items():
-        finite = v[np.isfinite(v)]
-        if finite.size >= max(2, n_boot // 2):
-            out[k]["ci95"] = [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))]
-    return out
+    return {k: boot_interval(float(point[k][0]), boot[k], n_boot // 2) for k in point}
 
 
-def fit_exp_decay(tau: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_exp_decay(
+    tau: np.ndarray, y: np.ndarray, b_max: float = 1.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares fit of ``y = a * b**tau + c`` for each curve of ``y [K, n]`` (scipy-free).
 
-    For each b on a grid over (0, 1.5] the pair (a, c) is a closed-form linear least-squares solution; the best b
+    For each b on a grid over (0, b_max] the pair (a, c) is a closed-form linear least-squares solution; the best b
     is refined on two finer grids. Returns ``(a, b, c, rmse)``, each ``[K]``; NaN when n < 3.
     """
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
@@ -209,8 +233,8 @@ def fit_exp_decay(tau: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
         sse = np.where(ok, (resid**2).sum(-1), np.inf)
         return a, c, sse
 
-    b = np.broadcast_to(np.linspace(1e-3, 1.5, 300), (K, 300))
-    step = 1.5 / 300
+    b = np.broadcast_to(np.linspace(1e-3, b_max, 300), (K, 300))
+    step = b_max / 300
     for _ in range(3):
         a, c, sse = solve(b)
         j = sse.argmin(1)
@@ -219,3 +243,55 @@ def fit_exp_decay(tau: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
         b = np.clip(best_b[:, None] + np.linspace(-step, step, 41)[None], 1e-6, None)
         step /= 20
     return best_a, best_b, best_c, np.sqrt(best_sse / n)
+
+
+def describe_fit(x: np.ndarray, y: np.ndarray, a: float, b: float, c: float, r2_min: float = 0.9) -> dict:
+    """What a fit ``y ≈ a·b^x + c`` says: ``{"r2", "shape", "note"}``.
+
+    ``shape`` is ``"decay"`` (a > 0, 0 < b < 1: falls geometrically towards c as x grows), ``"growth"``
+    (a > 0, b > 1), ``"falling-growth"`` / ``"rising-decay"`` (a < 0: the curve moves the other way), ``"flat"``
+    (b within 1e-3 of 1 or a = 0) or ``"no-fit"`` (R² < ``r2_min``, or the fit is undefined). ``note`` is one
+    sentence for a report.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not all(np.isfinite(v) for v in (a, b, c)) or y.size < 3:
+        return {"r2": None, "shape": "no-fit", "note": "no fit (fewer than 3 points, or the fit is undefined)"}
+    sst = float(((y - y.mean()) ** 2).sum())
+    sse = float(((a * b**x + c - y) ** 2).sum())
+    r2 = 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else 0.0)
+    if r2 < r2_min:
+        return {"r2": r2, "shape": "no-fit",
+                "note": f"a·b^x + c does not fit this curve (R² = {r2:.2f} < {r2_min}): read the points, not b"}
+    if abs(b - 1) < 1e-3 or a == 0:
+        shape = "flat"
+    elif a > 0:
+        shape = "decay" if b < 1 else "growth"
+    else:
+        shape = "rising-decay" if b < 1 else "falling-growth"
+    notes = {
+        "decay": f"a geometric decay: each step of x multiplies the excess over c by b = {b:.3g}",
+        "growth": f"a geometric growth: each step of x multiplies the excess over c by b = {b:.3g}",
+        "rising-decay": f"not a decay: a < 0, so the curve rises towards c (b = {b:.3g} is the rate it saturates)",
+        "falling-growth": f"not a decay in x: a < 0 and b = {b:.3g} > 1, the curve falls ever faster",
+        "flat": "flat: b ≈ 1 or a ≈ 0, no geometric trend",
+    }
+    note = notes[shape] + (" (3 points for 3 parameters: an exact fit, not evidence of the shape)"
+                           if y.size == 3 else "")
+    return {"r2": r2, "shape": shape, "note": note}
+
+
+def longest_increasing_run(y: np.ndarray) -> tuple[int, int] | None:
+    """``(start, stop)`` (stop exclusive) of the first longest run where ``y`` strictly increases, ``None`` when the
+    longest run has fewer than 3 points (the authors' fit window in ``temporal_erf_compute.py``)."""
+    y = np.asarray(y, float)
+    best, start = (0, 0), None
+    for i, up in enumerate(np.diff(y) > 0):
+        if up and start is None:
+            start = i
+        if not up and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    if start is not None and len(y) - 1 - start > best[1] - best[0]:
+        best = (start, len(y) - 1)
+    return (best[0], best[1] + 1) if best[1] - best[0] >= 2 else None

@@ -46,7 +46,9 @@ class ERFResult:
         samples: spatial: ``{layer: [N, H, W]}`` per-sample maps (the bootstrap draws from them).
         matrix: temporal: ``[T_out, T_in]`` mean over samples of M[t, t'] (lower-triangular by causality).
         matrix_samples: temporal: ``[N, T_out, T_in]`` per-sample matrices.
-        fit: temporal: ``{"a", "b", "c", "rmse"}`` of T-ERF(tau) = a * b**tau + c over delays tau.
+        fit: temporal: ``{"a", "b", "c", "rmse", "r2", "shape", "note", ...}`` of the protocol's curve fitted with
+            a * b**x + c (x: the delay tau, or the input time t' for ``protocol="all-pixel"``).
+        curve: temporal: the protocol's headline curve ``{"protocol", "x", "x_name", "y", "std", "quantity"}``.
         metrics: ``{layer: {name: {"value", "ci95"}}}`` (temporal: the single key ``layer``).
         meta: provenance (model, weights, layers, inputs, seed, N, mode, T, centre, ...).
     """
@@ -60,13 +62,15 @@ class ERFResult:
     matrix: np.ndarray | None = None
     matrix_samples: np.ndarray | None = None
     fit: dict | None = None
+    curve: dict | None = None
 
     @property
     def layers(self) -> list[str]:
         return list(self.maps)
 
     def to_json(self) -> dict:
-        return _clean({"kind": self.kind, "meta": self.meta, "metrics": self.metrics, "fit": self.fit})
+        return _clean({"kind": self.kind, "meta": self.meta, "metrics": self.metrics, "fit": self.fit,
+                       "curve": self.curve})
 
     def save(self, out_dir: str | Path, figures: bool = True, save_samples: bool = False) -> Path:
         """Write ``erf.npz`` (raw arrays), ``metrics.json`` and (PNG + PDF) figures into ``out_dir``; return it.
@@ -117,4 +121,5 @@ class ERFResult:
             matrix=data["matrix"] if "matrix" in data.files else None,
             matrix_samples=data["matrix_samples"] if "matrix_samples" in data.files else None,
             fit=info.get("fit"),
+            curve=info.get("curve"),
         )
