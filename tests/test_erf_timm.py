@@ -101,7 +101,7 @@ def test_relu_and_quantised_vit_controls():
 def test_cli_compares_timm_controls(tmp_path, capsys):
     assert main(["erf", "compare", "timm:vit_tiny_patch16_224", "timm:pvt_v2_b0", "--layers", "paper", "--n", "2",
                  "--size", str(SIZE), "--boot", "0", "--out", str(tmp_path)]) == 0
-    meta = json.loads((tmp_path / "timm:vit_tiny_patch16_224" / "metrics.json").read_text())["meta"]
+    meta = json.loads((tmp_path / "timm_vit_tiny_patch16_224" / "metrics.json").read_text())["meta"]
     assert meta["layers"] == [f"blocks.{i}.attn.proj" for i in range(12)]
     assert meta["weights"].startswith("timm random init (pretrained=False)")
     assert (tmp_path / "compare.png").exists()

@@ -20,7 +20,7 @@ from .hooks import resolve_layers, run_model
 from .session import placement
 
 __all__ = ["ModelSpec", "PAPER_COMPARISON", "parse_model_spec", "paper_erf_layers", "paper_protocol", "build_model",
-           "resolve_device", "default_input_size", "check_layers"]
+           "resolve_device", "default_input_size", "check_layers", "ANN_CONTROLS"]
 
 TIMM = "timm:"
 
@@ -60,6 +60,17 @@ def parse_model_spec(spec: str) -> ModelSpec:
     prefix = TIMM if body.startswith(TIMM) else ""
     name, _, opts = body[len(prefix):].partition(":")
     return ModelSpec(prefix + name, parse_overrides(opts), ckpt or None)
+
+
+#: The ANN controls of the ST-ERF paper's comparison (timm; random init unless a file is given) -> the layers hooked.
+ANN_CONTROLS = {
+    f"{TIMM}vit_tiny_patch16_224": ["blocks.*.attn.proj"],
+    f"{TIMM}vit_tiny_patch16_224:act_layer=relu": ["blocks.*.attn.proj"],
+    f"{TIMM}vit_tiny_patch16_224:act_bits=4": ["blocks.*.attn.proj"],
+    f"{TIMM}swin_tiny_patch4_window7_224": ["layers.*.blocks.*.attn.proj"],
+    f"{TIMM}pvt_v2_b0": ["stages.*.blocks.*.attn.proj"],
+    f"{TIMM}poolformerv2_s12": ["stages.*.blocks.*.norm2"],
+}
 
 
 def paper_erf_layers(name: str) -> list[str]:
