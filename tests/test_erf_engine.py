@@ -27,7 +27,7 @@ def test_batched_equals_per_sample_loop(mode):
     assert batched.layers == loop.layers == ["layer1", "layer2", "layer3", "convs.1"]
     for name in batched.layers:
         assert batched.samples[name].shape == (5, 24, 24)
-        if mode != "replknet" or name == "convs.1":  # ReLU of a 0 spike has zero gradient (ecosystem.md §4)
+        if mode != "replknet" or name == "convs.1":  # ReLU of a 0 spike has zero gradient (docs/papers.md#erf-metrics)
             assert batched.samples[name].max() > 0
         _close(batched.samples[name], loop.samples[name])
         _close(batched.per_timestep[name], loop.per_timestep[name])

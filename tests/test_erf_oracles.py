@@ -1,4 +1,4 @@
-"""ERF oracles: numbers the engine must reproduce from first principles (sterf.md §1.4, §1.5)."""
+"""ERF oracles: numbers the engine must reproduce from first principles (docs/papers.md#temporal-erf-and-the-t-x-t-matrix, §1.5)."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Channel mixers: the raster-layout index facts of sterf.md §3.7, the point-wise layout, defaults and errors."""
+"""Channel mixers: the raster-layout index facts of docs/papers.md#mlpixer-and-srb-raster-reshape, the point-wise layout, defaults and errors."""
 import pytest
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ def _support(kind: str, C: int, H: int, layout: str = "raster"):
     return channels, rows, cols
 
 
-# (C, H) of the blocks of sterf.md §3.7: S 1_1, S 1_2, S 2_x, L 1_1, L 2_x
+# (C, H) of the blocks of docs/papers.md#mlpixer-and-srb-raster-reshape: S 1_1, S 1_2, S 2_x, L 1_1, L 2_x
 @pytest.mark.parametrize(
     "C, H, rows, cols",
     [

@@ -1,4 +1,4 @@
-"""MS-ResNet / SMA-ResNet (sma.md §2.2, §6): neuron, parameter counts, causality, released-checkpoint loading."""
+"""MS-ResNet / SMA-ResNet (docs/papers.md#sma-neurons, §6): neuron, parameter counts, causality, released-checkpoint loading."""
 import json
 from pathlib import Path
 

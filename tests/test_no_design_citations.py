@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTES = ("sterf", "sma", "dense", "architecture", "ecosystem")
 NOTE_RE = re.compile(r"(?<![\w-])(" + "|".join(NOTES) + r")\.md\b")
 ANCHOR_RE = re.compile(r"papers\.md#([a-z0-9-]+)")
-SWEEP = pytest.mark.xfail(strict=False, reason="until the citation sweep (issue 19 item 2) is merged; then remove")
 
 
 def tracked_files() -> list[Path]:
@@ -60,7 +59,6 @@ def test_detector_flags_notes_and_allows_our_pages(tmp_path):
         assert design_citations("[SMA](" + "s" + "ma.md)", ROOT / "src" / "x.py")
 
 
-@SWEEP
 def test_no_tracked_file_cites_a_design_note():
     bad = {}
     for path in tracked_files():
@@ -70,7 +68,6 @@ def test_no_tracked_file_cites_a_design_note():
     assert not bad, f"{len(bad)} files cite a design note; cite docs/papers.md or the authors' files instead: {bad}"
 
 
-@SWEEP
 def test_nothing_the_program_writes_cites_a_design_note():
     """Every string literal of the package (reports such as the demo's report.md, JSON metadata, errors, help)."""
     bad = []

@@ -38,7 +38,7 @@ def test_parameter_count_equals_released_model(stem):
     assert count_parameters(name, **options) == _released(stem)["num_params"]
 
 
-# sterf.md §3.8, in millions to 3 decimals; "bb" = backbone only (num_classes=0)
+# docs/papers.md#sdt-v3-parameter-counts, in millions to 3 decimals; "bb" = backbone only (num_classes=0)
 TABLE = [
     ("sdt_v3_s", {"mixer": "mlpixer", "mixer_ratio": 6}, 4.536),
     ("sdt_v3_s", {"mixer": "mlpixer", "mixer_layout": "pointwise"}, 4.499),
@@ -293,7 +293,7 @@ def _area90(grad_map: torch.Tensor) -> float:
 
 @pytest.mark.slow
 def test_srb_raster_erf_is_near_global_after_one_block():
-    """sterf.md §3.7 empirical check, reduced: BN calibrated on noise, eval mode, ERF of the ConvBlock1_1 centre."""
+    """docs/papers.md#mlpixer-and-srb-raster-reshape empirical check, reduced: BN calibrated on noise, eval mode, ERF of the ConvBlock1_1 centre."""
     areas = {}
     for mixer in ("conv", "mlpixer", "srb"):
         model = create_model("sdt_v3_s", mixer=mixer)

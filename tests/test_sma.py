@@ -1,4 +1,4 @@
-"""SMA and Attention ZoneOut (sma.md §3-4) against loop implementations written here from the spec."""
+"""SMA and Attention ZoneOut (docs/papers.md#sma-module) against loop implementations written here from the spec."""
 import pytest
 import torch
 
@@ -17,7 +17,7 @@ def _input(T=6, B=3, C=8, H=5, W=5):
 
 
 def _reference(sma: SMA, x: torch.Tensor) -> torch.Tensor:
-    """The rule of sma.md §4 with plain Python loops (tensor version: reads the un-replaced P_n)."""
+    """The rule of docs/papers.md#attention-zoneout with plain Python loops (tensor version: reads the un-replaced P_n)."""
     spikes = sma.branch_spikes(x)
     alpha_t, alpha_c = sma.attention(spikes)
     N, T, B = alpha_t.shape
@@ -70,7 +70,7 @@ def _compare(sma, x):
 
 
 def test_parameter_counts_match_spec():
-    # sma.md §3: r_c = r_t = 4, T = 16
+    # docs/papers.md#sma-module: r_c = r_t = 4, T = 16
     assert sum(p.numel() for p in SMA(128, 16, c_reduction=4, t_reduction=4).parameters()) == 1_399_204
     assert sum(p.numel() for p in SMA(256, 16, c_reduction=4, t_reduction=4).parameters()) == 5_591_492
 

@@ -117,7 +117,7 @@ def test_attention_layouts_agree_and_taps(make):
 
 
 def test_attention_is_token_permutation_equivariant():
-    """No data-dependent token re-ordering (sterf.md §1.3): permuting the input tokens permutes the output tokens."""
+    """No data-dependent token re-ordering (docs/papers.md#spatial-erf-as-released): permuting the input tokens permutes the output tokens."""
     torch.manual_seed(5)
     for attn in (SpikingSelfAttention(8, 2), SpikeDrivenSelfAttention(8), QKTokenAttention(8, 2), QKChannelAttention(8)):
         attn = _randomise_bn(attn)

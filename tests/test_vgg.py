@@ -1,4 +1,4 @@
-"""SMA-VGG8 (sma.md §5): parameter counts, shapes, causality, released-checkpoint loading, heat maps."""
+"""SMA-VGG8 (docs/papers.md#sma-vgg8): parameter counts, shapes, causality, released-checkpoint loading, heat maps."""
 import json
 from pathlib import Path
 

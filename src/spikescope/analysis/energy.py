@@ -1,4 +1,4 @@
-"""Synaptic operations and an energy estimate, in the SDT-family convention (sterf.md §4.6; 45 nm CMOS).
+"""Synaptic operations and an energy estimate, in the SDT-family convention (docs/papers.md#energy-estimate; 45 nm CMOS).
 
 Every convolution and linear layer is hooked. Its dense cost is its multiply-accumulates (MACs):
 ``output elements x (in_channels / groups x kernel area)`` for a conv, ``output elements x in_features`` for a

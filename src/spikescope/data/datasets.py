@@ -4,7 +4,7 @@ Nothing is downloaded: a missing dataset raises :class:`DatasetNotFoundError` sa
 where to put them. An archive left in ``root`` is checked against its published md5 and extracted. Frames are
 integrated with :func:`~spikescope.data.frames.integrate_frames` and cached on first use
 (:class:`~spikescope.data.cache.FrameCache`, under ``root/frames_cache`` unless ``cache_dir`` says otherwise).
-Splits (sma.md §7): DVS128 Gesture uses the official trial lists; CIFAR10-DVS and N-Caltech101 take, per class,
+Splits (docs/papers.md#event-data-and-splits): DVS128 Gesture uses the official trial lists; CIFAR10-DVS and N-Caltech101 take, per class,
 the sorted file names shuffled by ``random.Random(seed)`` (classes in sorted order, one generator) and put the first
 ``int(0.9·n)`` in train.
 """

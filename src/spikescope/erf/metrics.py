@@ -1,11 +1,11 @@
 """Scalar ERF metrics, each vectorised over a stack of maps so bootstrap resamples cost one call.
 
-* ``area_ratio`` / ``side`` at p in {0.2, 0.3, 0.5, 0.99} (RepLKNet, ecosystem.md §4): the smallest centred square
+* ``area_ratio`` / ``side`` at p in {0.2, 0.3, 0.5, 0.99} (RepLKNet, docs/papers.md#erf-metrics): the smallest centred square
   of side 2i+1 (i >= 1, clipped at the border) holding more than a fraction p of the map's mass; ratio = side^2/(H*W).
   Computed on the log-scaled map log10(1 + map) (RepLKNet) and on the raw map. NaN when p is never reached.
 * ``area90``: the smallest share of pixels that holds 90% of the mass (pixels taken from the largest down).
 * ``sigma_row`` / ``sigma_col``: sigma of a least-squares Gaussian A*exp(-(x-mu)^2/(2 sigma^2)) fitted to the centre
-  row / column (Luo et al. 2016; sterf.md §1.5).
+  row / column (Luo et al. 2016; docs/papers.md#erf-metrics).
 * ``silent_fraction``: the share of samples whose map is exactly zero (no gradient reached the input).
 
 A bootstrap over samples (:func:`bootstrap_metrics`) gives a 95% interval for each: the normal interval

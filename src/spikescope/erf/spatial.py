@@ -1,4 +1,4 @@
-"""Spatial ERF (sterf.md §1.3): gradient of a centre stimulus of a layer's output w.r.t. the input pixels.
+"""Spatial ERF (docs/papers.md#spatial-erf-as-released): gradient of a centre stimulus of a layer's output w.r.t. the input pixels.
 
 For sample k, layer y read as a map (:mod:`~spikescope.erf.layouts`), stimulus s at the exact centre (m, n) of
 y's map and the output timesteps 𝒯 (``stimulus="sum"``: 1 on every channel, the authors' choice):

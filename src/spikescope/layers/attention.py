@@ -16,7 +16,7 @@ the authors' code, so their state-dict keys (``q_conv``, ``q_bn``, ..., ``proj_c
 =========================== ========================================================================================
 
 Each ``forward`` takes an optional ``taps`` dict; when given, the module stores the output of its ``proj_conv``
-under ``"proj_conv"`` (the tensor the ST-ERF code hooks, sterf.md §1.3), in the layout of the input.
+under ``"proj_conv"`` (the tensor the ST-ERF code hooks, docs/papers.md#spatial-erf-as-released), in the layout of the input.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LIFSpec:
-    """The spiking neuron of these models (sterf.md §2.1: SpikingJelly ``MultiStepLIFNode`` defaults).
+    """The spiking neuron of these models (docs/papers.md#neurons-lif-and-surrogates: SpikingJelly ``MultiStepLIFNode`` defaults).
 
     Multi-step LIF, tau 2, threshold 1, hard reset to 0, ``detach_reset=True``, Sigmoid surrogate with alpha 4.
     ``parametric=True`` gives PLIF (learnable tau, initialised to ``tau``), SDT-v1's ``spike_mode="plif"``.

@@ -1,4 +1,4 @@
-"""Building blocks of the Meta-SDT family: SDT-v2 (Meta-SpikeFormer) and SDT-v3 (E-SpikeFormer), sterf.md §3.1-3.3.
+"""Building blocks of the Meta-SDT family: SDT-v2 (Meta-SpikeFormer) and SDT-v3 (E-SpikeFormer), docs/papers.md#sdt-v2-and-sdt-v3-blocks.
 
 Every block maps ``[T, B, C, H, W] -> [T, B, C, H, W]`` and is parametrised by a ``neuron`` factory (LIF for v2,
 integer spikes for v3). Residual adds are on real-valued tensors; every branch starts with a spike ("membrane

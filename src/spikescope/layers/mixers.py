@@ -1,4 +1,4 @@
-"""Channel mixers of the SDT conv blocks: the 3x3 conv baseline, MLPixer and SRB (sterf.md §3.3-3.7).
+"""Channel mixers of the SDT conv blocks: the 3x3 conv baseline, MLPixer and SRB (docs/papers.md#mlpixer-and-srb).
 
 Every mixer maps ``[T, B, C, H, W] -> [T, B, C, H, W]`` and *starts* with a spike (the block adds its output to the
 real-valued input: the "membrane shortcut"). It is built with a ``neuron`` factory, so the same classes serve
@@ -10,7 +10,7 @@ Two layouts for MLPixer and SRB (``layout=``):
 ``"raster"`` (default; what the released code computes and what its checkpoints were trained with)
     ``nn.Linear`` applied to ``x.reshape(..., H*W, C)`` of the channel-first tensor, *without a permute*. Row ``n`` of
     that view holds the flat elements ``[n*C, (n+1)*C)`` of one sample's ``(C, H, W)`` block: C consecutive
-    raster-order pixels of one channel (sterf.md §3.7). MLPixer is therefore a shared 2-layer MLP over 1-D raster
+    raster-order pixels of one channel (docs/papers.md#mlpixer-and-srb-raster-reshape). MLPixer is therefore a shared 2-layer MLP over 1-D raster
     windows of C pixels *within* a channel; SRB's hidden tensor scatters every input channel over the whole image
     (a 3x3 conv on it reads each input channel at ``ratio`` row bands spaced ``H*W/ratio`` apart).
 ``"pointwise"`` (the paper's formula)
@@ -45,7 +45,7 @@ __all__ = [
 
 MIXERS = ("conv", "mlpixer", "srb")
 LAYOUTS = ("raster", "pointwise")
-#: Dropout inside the mixer in the released classes (sterf.md §3.4).
+#: Dropout inside the mixer in the released classes (docs/papers.md#mlpixer-and-srb).
 RELEASED_DROP = {"conv": 0.0, "mlpixer": 0.2, "srb": 0.2}
 
 

@@ -1,4 +1,4 @@
-"""Spiking Multiscale Attention (SMA) with Attention ZoneOut (AZO), sma.md §3-4 (Shan et al., AAAI 2025).
+"""Spiking Multiscale Attention (SMA) with Attention ZoneOut (AZO), docs/papers.md#sma-module (Shan et al., AAAI 2025).
 
 For every scale n (kernel k_n) a spiking branch S_n = act(BN(Conv_{k_n}(x))) sees the same real-valued input
 ``x [T, B, C, H, W]``. From the descriptor z = mean_hw(sum_n S_n) ``[T, B, C]`` the module computes

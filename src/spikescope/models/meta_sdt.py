@@ -1,4 +1,4 @@
-"""The Meta-SDT macro layout shared by SDT-v2 (Meta-SpikeFormer) and SDT-v3 (E-SpikeFormer), sterf.md §3.1.
+"""The Meta-SDT macro layout shared by SDT-v2 (Meta-SpikeFormer) and SDT-v3 (E-SpikeFormer), docs/papers.md#meta-sdt-macro-layout.
 
 For embed dims ``[C0, C1, C2, C3]`` and a 224x224 input (C, stride, map)::
 
@@ -15,7 +15,7 @@ For embed dims ``[C0, C1, C2, C3]`` and a 224x224 input (C, stride, map)::
     head    mean over H, W -> SN -> Linear(C3, classes)   (the released v2 classifier has no SN here)
 
 The channel mixer of the four ConvBlocks is chosen by ``mixer`` (:mod:`spikescope.layers.mixers`); stages 3-4 and
-the SepConv token mixers do not change with it. Dense heads read (sterf.md §3.9): det P1..P4 = ``stage1`` ..
+the SepConv token mixers do not change with it. Dense heads read (docs/papers.md#dense-prediction-wiring): det P1..P4 = ``stage1`` ..
 ``stage4``; seg x1..x4 = ``stage1.block0``, ``stage1``, ``stage2``, ``stage4``.
 """
 from __future__ import annotations

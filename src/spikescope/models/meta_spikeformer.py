@@ -1,4 +1,4 @@
-"""Meta-SpikeFormer / Spike-Driven Transformer v2 (Yao et al., ICLR 2024), sterf.md §3.1-3.2.
+"""Meta-SpikeFormer / Spike-Driven Transformer v2 (Yao et al., ICLR 2024), docs/papers.md#sdt-v2-and-sdt-v3-blocks.
 
 The Meta-SDT layout (:mod:`.meta_sdt`) with binary LIF spikes: tau 2, threshold 1 (0.5 for the spike on the
 attention product), hard reset to 0 with the reset detached, Sigmoid surrogate alpha 4, T = 4 by default.
@@ -23,7 +23,7 @@ mixer), ``T``, ``num_classes``, ``tau``, ``v_threshold``, ``attn_v_threshold``, 
 
 Head: the released classifier applies the linear head to the spatial mean of the real-valued stage-4 features
 (its LIF copy feeds only the optional distillation head, which is not built here); ``head_spike=True`` inserts
-the LIF (mean -> LIF -> Linear, the fully spike-driven layout of sterf.md §3.1).
+the LIF (mean -> LIF -> Linear, the fully spike-driven layout of docs/papers.md#meta-sdt-macro-layout).
 
 The authors' released state dicts (``downsample1_1.encode_conv``, ``block3.0.attn.q_conv.0.body.1.bn``, ...) load
 with :func:`spikescope.models.load_checkpoint` through :meth:`MetaSpikeFormer.remap_checkpoint`; a distillation

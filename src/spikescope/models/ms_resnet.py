@@ -1,4 +1,4 @@
-"""MS-ResNet-18/34/104 (membrane-shortcut spiking ResNet) and SMA-ResNet for ImageNet, sma.md §6.
+"""MS-ResNet-18/34/104 (membrane-shortcut spiking ResNet) and SMA-ResNet for ImageNet, docs/papers.md#ms-resnet-and-sma-resnet.
 
 =========  ================================================================================================
 block      branch: LIF -> Conv3x3(stride s) -> [SMA] -> TDBN -> LIF -> Conv3x3 -> TDBN(gamma 0); out = branch +
@@ -49,7 +49,7 @@ V_TH = 0.5
 
 
 def ms_neuron() -> LIF:
-    """The MS-ResNet ``mem_update`` neuron as our LIF (sma.md §2.2)."""
+    """The MS-ResNet ``mem_update`` neuron as our LIF (docs/papers.md#sma-neurons)."""
     return LIF(tau=4.0 / 3.0, v_threshold=V_TH, v_reset=0.0, decay_input=False, detach_reset=True,
                surrogate=Rectangle(1.0))
 
@@ -196,5 +196,5 @@ def ms_resnet104(**overrides) -> MSResNet:
 
 @_register("ms_resnet104_sma")
 def ms_resnet104_sma(**overrides) -> MSResNet:
-    """SMA-AZO-MS-ResNet-104 (= ms_resnet104 with sma=True, azo=True; our placement, sma.md §6.3)."""
+    """SMA-AZO-MS-ResNet-104 (= ms_resnet104 with sma=True, azo=True; our placement, docs/papers.md#sma-resnet-placement)."""
     return _build("ms_resnet104_sma", overrides)

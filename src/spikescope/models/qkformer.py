@@ -77,7 +77,7 @@ def _erf_layers(depths: tuple[int, int, int]) -> tuple[str, ...]:
 
 
 #: ``forward_features`` names of the tensors the ST-ERF code hooks: ``stage1/2[j].tssa.proj_conv`` and
-#: ``stage3[j].attn.proj_conv`` in the authors' module names (sterf.md §1.3).
+#: ``stage3[j].attn.proj_conv`` in the authors' module names (docs/papers.md#spatial-erf-as-released).
 ERF_LAYERS: dict[str, tuple[str, ...]] = {name: _erf_layers(cfg.depths) for name, cfg in SIZES.items()}
 #: How the ST-ERF paper ran it (stimulus on all output timesteps).
 ERF_PROTOCOL = {"model": "qkformer_10_384", "checkpoint": "qk_10_384_checkpoint-199", "runs": 50, "t_out": "all"}

@@ -78,7 +78,7 @@ SIZES: dict[str, SDTv1Config] = {
 #: Published counts we could confirm (see the module docstring); the other sizes are absent on purpose.
 PAPER_PARAMS: dict[str, float] = {"sdt_v1_8_384": 16.81e6, "sdt_v1_8_512": 29.68e6, "sdt_v1_8_768": 66.34e6}
 
-#: ``forward_features`` names of the tensors the ST-ERF code hooks (``block[i].attn.proj_conv``, sterf.md §1.3).
+#: ``forward_features`` names of the tensors the ST-ERF code hooks (``block[i].attn.proj_conv``, docs/papers.md#spatial-erf-as-released).
 ERF_LAYERS: dict[str, tuple[str, ...]] = {
     name: tuple(f"block{i}.attn.proj_conv" for i in range(cfg.depth)) for name, cfg in SIZES.items()
 }

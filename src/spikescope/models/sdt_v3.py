@@ -1,7 +1,7 @@
-"""SDT-v3 / E-SpikeFormer (Yao et al. 2025) with the conv, MLPixer and SRB channel mixers (sterf.md §3.1, §3.3-3.8).
+"""SDT-v3 / E-SpikeFormer (Yao et al. 2025) with the conv, MLPixer and SRB channel mixers (docs/papers.md#meta-sdt-macro-layout, §3.3-3.8).
 
 Integer spikes (I-LIF / "MultiSpike") with D = 4, T = 1 by default. Sizes (embed dims [C0, C1, C2, C3], 8 heads,
-mixer ratio 4; parameters with the 1000-class head, counted from the released state dicts, sterf.md §3.8)::
+mixer ratio 4; parameters with the 1000-class head, counted from the released state dicts, docs/papers.md#sdt-v3-parameter-counts)::
 
     size  embed dims           conv      mlpixer r4  mlpixer r6  srb r4    paper name
     t     24,  48,  96, 128    2.702 M   -           -           -         -
@@ -58,7 +58,7 @@ SIZES = {
 }
 
 #: The tensors the ST-ERF code hooks (``block3[i].attn.proj_conv`` / ``block4[i]...``: conv + BN of the attention
-#: output, before the residual add), in our module names; stages 1-2 were not hooked (sterf.md §1.3).
+#: output, before the residual add), in our module names; stages 1-2 were not hooked (docs/papers.md#spatial-erf-as-released).
 ERF_LAYERS: dict[str, tuple[str, ...]] = {
     f"sdt_v3_{size}": tuple(f"stage{s}.blocks.{i}.attn.proj" for s in (3, 4) for i in range(DEPTHS[s - 1]))
     for size in SIZES
@@ -120,7 +120,7 @@ class SDTv3(MetaSDT):
         return {remap_sdt_v3_keys(k): v for k, v in state_dict.items()}
 
 
-#: The paper's names for two of the sizes (sterf.md §3.1, inferred from the ADE20K parameter deltas).
+#: The paper's names for two of the sizes (docs/papers.md#meta-sdt-macro-layout, inferred from the ADE20K parameter deltas).
 _PAPER_NAMES = {"s": ' (the paper\'s "SDTv3-T")', "l": ' (the paper\'s "SDTv3-B")'}
 
 register_sizes(

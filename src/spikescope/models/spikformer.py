@@ -6,7 +6,7 @@ spatial mean -> linear head, per timestep. SSA: ``LIF_0.5(Q K^T V * 0.125)``, no
 attention.SpikingSelfAttention`). LIF everywhere: tau 2, threshold 1, hard reset 0, detach_reset, Sigmoid(4).
 
 This is the published architecture: there is **no token re-ordering**. The copy in the ST-ERF repository wraps every
-block in a top-k token selector that re-orders tokens by a data-dependent score (sterf.md §1.3); we do not.
+block in a top-k token selector that re-orders tokens by a data-dependent score (docs/papers.md#spatial-erf-as-released); we do not.
 The reference's two LayerNorms per block (``norm1``, ``norm2``) are never called; they are not built here and
 :meth:`Spikformer.remap_checkpoint` drops them from the authors' checkpoints.
 
@@ -82,7 +82,7 @@ PAPER_PARAMS: dict[str, float] = {
     "spikformer_8_768": 66.34e6,
 }
 
-#: ``forward_features`` names of the tensors the ST-ERF code hooks (``block[i].attn.proj_conv``, sterf.md §1.3).
+#: ``forward_features`` names of the tensors the ST-ERF code hooks (``block[i].attn.proj_conv``, docs/papers.md#spatial-erf-as-released).
 ERF_LAYERS: dict[str, tuple[str, ...]] = {
     name: tuple(f"block{i}.attn.proj_conv" for i in range(cfg.depth)) for name, cfg in SIZES.items()
 }

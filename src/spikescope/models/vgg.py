@@ -1,4 +1,4 @@
-"""SMA-VGG8 for event data (sma.md §5): five conv blocks, SMA in blocks 2 and 3, a spiking MLP head.
+"""SMA-VGG8 for event data (docs/papers.md#sma-vgg8): five conv blocks, SMA in blocks 2 and 3, a spiking MLP head.
 
 =========  =====================================================================================
 block i    Conv3x3 (bias) -> [SMA, blocks 2-3] -> BN2d (over T*B) -> LIF -> MaxPool 2x2

@@ -1,7 +1,7 @@
 """Surrogate gradients for the Heaviside spike function.
 
 Each surrogate is a callable object: ``ATan(alpha=2.0)(x)`` returns ``(x >= 0)`` as ``x.dtype`` in the forward
-pass and ``derivative(x) * grad`` in the backward pass. The formulas (sterf.md §2.2, SpikingJelly conventions):
+pass and ``derivative(x) * grad`` in the backward pass. The formulas (docs/papers.md#neurons-lif-and-surrogates, SpikingJelly conventions):
 
 ========== ==============================================================
 ATan       g'(x) = (alpha / 2) / (1 + (pi / 2 * alpha * x)^2)
