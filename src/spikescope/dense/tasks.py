@@ -8,6 +8,8 @@ by attribute; this package does not import the engine).
 """
 from __future__ import annotations
 
+from .det.task import DetectionTask
+
 __all__ = ["TASKS"]
 
-TASKS: dict[str, object] = {}
+TASKS: dict[str, object] = {"detection": DetectionTask()}
