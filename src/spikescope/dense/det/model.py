@@ -15,6 +15,7 @@ mask_probs [n, 28, 28]`` in input pixels.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +99,7 @@ def remap_detector_key(key: str) -> str:
             key = key.replace(wrapped, ".layer.")
             break
     if key.startswith("rpn_head."):
+        key = re.sub(r"^rpn_head\.(rpn_cls|rpn_reg)\.layer\.", r"rpn_head.\1.", key)  # one shared spike here
         key = "rpn.head." + key[len("rpn_head."):]
     return key
 
