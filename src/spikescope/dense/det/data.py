@@ -119,11 +119,12 @@ def _crop(img, boxes, labels, masks, crop_range):
 
 
 class CocoDetection(Dataset):
-    """``(image [3, h, w] normalised, target)``; ``target``: ``boxes [n, 4]`` xyxy in ``image`` pixels, ``labels [n]``,
+    """``(image [3, h, w] normalised, target)`` of ``<root>/<split>2017``; ``filter_images`` (default: for the
+    train split) applies the training image filter. ``target``: ``boxes [n, 4]`` xyxy in ``image`` pixels, ``labels [n]``,
     ``masks [n, h, w]`` bool, ``image_id``, ``orig_size (H, W)``, ``scale (sx, sy)`` (test: resized / original)."""
 
     def __init__(self, root: str | Path, split: str = "train", transforms: DetTransforms | None = None,
-                 min_size: int = 32) -> None:
+                 min_size: int = 32, filter_images: bool | None = None) -> None:
         root = Path(root)
         ann = root / "annotations" / f"instances_{split}2017.json"
         self.images_dir = root / f"{split}2017"
@@ -138,10 +139,9 @@ class CocoDetection(Dataset):
         self.cat_ids = sorted(self.coco.getCatIds())
         self.label_of = {c: i for i, c in enumerate(self.cat_ids)}
         self.classes = [self.coco.cats[c]["name"] for c in self.cat_ids]
-        self.train = split == "train" if transforms is None else transforms.train
-        self.transforms = transforms or DetTransforms(train=self.train)
+        self.transforms = transforms or DetTransforms(train=split == "train")
         ids = sorted(self.coco.imgs)
-        if self.train:
+        if split == "train" if filter_images is None else filter_images:
             ids = [i for i in ids if self.coco.imgToAnns.get(i)
                    and min(self.coco.imgs[i]["width"], self.coco.imgs[i]["height"]) >= min_size]
         self.ids = ids

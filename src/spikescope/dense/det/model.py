@@ -5,7 +5,7 @@ RoI box head (2 FC 1024) and mask head (4 convs, 28 x 28), every layer after the
 spike. Options: ``mixer`` (``conv | srb | mlpixer | mlpixer6``), ``mixer_ratio``, ``mlp_ratio``, ``mixer_drop``,
 ``layout`` (``"official"``: the released stride labels and FPN eval clamp; ``"corrected"``: true strides, consistent
 clamp), ``fpn_eval_clamp`` (override the clamp alone), ``num_classes``, ``neck_channels``, ``fc``, ``embed_dims``,
-``T``. Parameters (80 classes): S conv 24,924,368, S SRB 24,619,856, L conv 38,738,616, L SRB 37,523,384.
+``T``, ``rpn_proposals`` (1000), ``roi_batch`` (512). Parameters (80 classes): S conv 24,924,368, S SRB 24,619,856, L conv 38,738,616, L SRB 37,523,384.
 
 ``model(images [B, 3, H, W], image_sizes, targets=None)``: ``images`` padded to multiples of 32, ``image_sizes`` the
 unpadded ``(h, w)`` of each; training with ``targets`` (per image ``boxes [n, 4]`` xyxy, ``labels [n]`` 0-based,
@@ -51,6 +51,8 @@ class MaskRCNNConfig:
     fc: int = 1024
     layout: str = "official"
     fpn_eval_clamp: bool | None = None  # None: True with layout official, False with corrected
+    rpn_proposals: int = 1000  # proposals kept per image after NMS (train and test)
+    roi_batch: int = 512  # RoIs sampled per image for the box head's loss
 
 
 class SpikeMaskRCNN(nn.Module):
@@ -64,8 +66,8 @@ class SpikeMaskRCNN(nn.Module):
                                        **opts)
         clamp = cfg.layout == "official" if cfg.fpn_eval_clamp is None else cfg.fpn_eval_clamp
         self.neck = SpikeFPN(self.backbone.channels, cfg.neck_channels, released_clamp=clamp)
-        self.rpn = RPN(cfg.neck_channels, cfg.layout)
-        self.roi_head = RoIHeads(cfg.neck_channels, cfg.fc, cfg.num_classes, cfg.layout)
+        self.rpn = RPN(cfg.neck_channels, cfg.layout, max_per_img=cfg.rpn_proposals)
+        self.roi_head = RoIHeads(cfg.neck_channels, cfg.fc, cfg.num_classes, cfg.layout, batch_per_image=cfg.roi_batch)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """P2..P6 ``[T, B, C, h, w]`` of a padded batch."""
