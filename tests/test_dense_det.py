@@ -196,3 +196,13 @@ def test_released_detector_key_names_load_strictly(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "det.pth")
     report = load_checkpoint(model, tmp_path / "det.pth")
     assert report.complete
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/coco_maskrcnn_*.yaml")))
+def test_coco_recipes_load_and_count(path):
+    from spikescope.train import load_config
+
+    cfg = load_config(path)
+    assert cfg.task == "detection" and cfg.schedule.milestones == [8, 11] and cfg.train.epochs == 12
+    size = cfg.model.name[-1]
+    assert count_parameters(cfg.model.name, **cfg.model.options) == PARAMS[(size, cfg.model.options["mixer"])]

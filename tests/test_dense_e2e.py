@@ -5,6 +5,7 @@ import pytest
 import torch
 import yaml
 from _coco_synth import write_coco
+from PIL import Image
 
 from spikescope.cli import main
 from spikescope.dense.det.data import CocoDetection, DetTransforms, collate
@@ -67,3 +68,8 @@ def test_two_iterations_then_eval_writes_coco_stats(coco_root, tmp_path, capsys)
     res = json.loads((tmp_path / "r.json").read_text())
     assert set(res["bbox"]) >= {"AP", "AP50", "APl"} and res["images"] == 1
     assert (tmp_path / "det" / "eval" / "segm_results.json").is_file()
+    image = coco_root / "val2017" / "000000000001.jpg"
+    assert main(["predict", "--checkpoint", str(tmp_path / "det" / "best.pt"), str(image), "--out",
+                 str(tmp_path / "pics"), "--score-thr", "0"]) == 0
+    with Image.open(tmp_path / "pics" / "000000000001.png") as im:
+        assert im.size == (128, 96) and im.mode == "RGB"

@@ -68,6 +68,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models import CheckpointError
+    from .train.evaluate import checkpoint_config
+    from .train.tasks import get_task
+
+    register_tasks()
+    if not Path(args.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint file not found: {args.checkpoint}")
+    cfg = checkpoint_config(args.checkpoint, args.config, args.set)
+    task = get_task(cfg.task)
+    if not hasattr(task, "predict"):
+        raise ValueError(f"task {cfg.task!r} of {args.checkpoint} has no pictures to draw; predict serves the dense tasks")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    for path in task.predict(Path(args.checkpoint), cfg, [Path(p) for p in args.images], Path(args.out), device,
+                             args.score_thr):
+        print(path)
+    return 0
+
+
 def _add_train_commands(sub) -> None:
     p = sub.add_parser("train", help="train a recipe: spikescope train --config configs/demo.yaml [--set k=v ...]")
     p.add_argument("--config", required=True, help="YAML recipe (see configs/)")
@@ -84,6 +106,16 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of last.pt")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="draw a dense checkpoint's predictions (boxes, labels, masks) on images as PNG")
+    p.add_argument("--checkpoint", required=True, help="best.pt / last.pt of a detection run (holds its config)")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder for <image stem>.png")
+    p.add_argument("--score-thr", type=float, default=0.5, help="draw detections scoring at least this (default 0.5)")
+    p.add_argument("--config", default=None, help="recipe to use instead of the one stored in the checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_predict)
 # --- end train / eval ---
 
 

@@ -14,7 +14,7 @@ from .distributed import DistInfo
 from .engine import evaluate
 from .tasks import get_task
 
-__all__ = ["evaluate_checkpoint", "format_report"]
+__all__ = ["evaluate_checkpoint", "format_report", "checkpoint_config"]
 
 
 def _config_for(checkpoint: Path, config: str | None, overrides: list[str]) -> Config:
@@ -29,6 +29,11 @@ def _config_for(checkpoint: Path, config: str | None, overrides: list[str]) -> C
     if not overrides:
         return config_from_dict(stored)
     return load_config(values=stored, overrides=overrides)
+
+
+def checkpoint_config(checkpoint: str | Path, config: str | None = None, overrides: list[str] = ()) -> Config:
+    """The recipe of a checkpoint written by ``spikescope train`` (or ``config`` instead), with ``--set`` overrides."""
+    return _config_for(Path(checkpoint), config, list(overrides))
 
 
 def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overrides: list[str] = (),

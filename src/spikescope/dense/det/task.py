@@ -13,15 +13,17 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 import torch.distributed as torch_dist
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from ...models import create_model, load_checkpoint
 from .coco_eval import STAT_NAMES, detections_to_records, evaluate_coco, to_original
-from .data import CocoDetection, DetTransforms, collate
+from .data import MEAN, STD, CocoDetection, DetTransforms, collate
 
 __all__ = ["DetectionTask"]
 
@@ -39,6 +41,16 @@ def _transforms(cfg, train: bool) -> DetTransforms:
 def _eval_subset(dataset, cfg):
     n = cfg.task_options.get("max_eval_images")
     return Subset(dataset, range(min(n, len(dataset)))) if n else dataset
+
+
+def _class_names(cfg, num_classes: int) -> list[str]:
+    """Category names from the recipe's COCO annotations when present, else ``class <i>``."""
+    ann = Path(cfg.data.root) / "annotations" / "instances_val2017.json"
+    if ann.is_file():
+        cats = sorted(json.loads(ann.read_text())["categories"], key=lambda c: c["id"])
+        if len(cats) == num_classes:
+            return [c["name"] for c in cats]
+    return [f"class {i}" for i in range(num_classes)]
 
 
 def _base(dataset):
@@ -132,6 +144,42 @@ class DetectionTask:
                "results_dir": str(out_dir), **{t: dict(zip(STAT_NAMES, v)) for t, v in stats.items()}}
         (out_dir / "stats.json").write_text(json.dumps(res, indent=2))
         return res
+
+    def predict(self, checkpoint: Path, cfg, images: list[Path], out_dir: Path, device: torch.device,
+                score_thr: float = 0.5) -> list[Path]:
+        """Draw boxes, class names with scores and masks of each image's detections; ``<out_dir>/<stem>.png``."""
+        from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+        model = create_model(cfg.model.name, **cfg.model.options)
+        load_checkpoint(model, checkpoint)
+        model.to(device).eval()
+        names = _class_names(cfg, model.cfg.num_classes)
+        transforms = _transforms(cfg, False)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for path in tqdm(images, desc="predict", disable=len(images) < 2):
+            if not path.is_file():
+                raise FileNotFoundError(f"image not found: {path}")
+            with Image.open(path) as im:
+                raw = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+            img, _, _, _, scale = transforms(raw.float(), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
+                                             torch.zeros(0, *raw.shape[-2:], dtype=torch.bool))
+            img = (img - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+            images_t, sizes, _ = collate([(img, None)])
+            with torch.no_grad():
+                det = model(images_t.to(device), sizes)[0]
+            keep = det["scores"] >= score_thr
+            det = to_original({k: v[keep].float() if v.is_floating_point() else v[keep] for k, v in det.items()},
+                              scale, tuple(raw.shape[-2:]))
+            canvas = raw
+            if len(det["boxes"]):
+                canvas = draw_segmentation_masks(canvas, det["masks"].cpu(), alpha=0.45)
+                labels = [f"{names[int(c)]} {s:.2f}" for c, s in zip(det["labels"], det["scores"].tolist())]
+                canvas = draw_bounding_boxes(canvas, det["boxes"].cpu(), labels=labels, width=2)
+            target = out_dir / f"{path.stem}.png"
+            Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(target)
+            written.append(target)
+        return written
 
     def format_report(self, res: dict) -> str:
         lines = [f"{res['model']}  {res['checkpoint']}  ({res['images']} images)"]
