@@ -10,8 +10,8 @@ image or an unknown category are skipped; crowd annotations take no part (ignore
 annotation at all (crowd-only images stay) and images whose shorter side is < 32 px; evaluation keeps every image.
 
 Train transform, per image (released pipeline): keep-ratio resize to fit ``first_scale`` (853 x 512); flip
-(p 0.5); then with p 0.5 each either a keep-ratio resize to (1333, s), s drawn from ``multiscale`` (480..800 step
-32), or a resize to (1333, s), s in ``crop_scales`` (400, 500, 600), a random crop with sides in ``crop_range``
+(p ``flip`` = 0.5); then either (p 1 - ``crop`` = 0.5) a keep-ratio resize to (1333, s), s drawn from
+``multiscale`` (480..800 step 32), or (p ``crop``) a resize to (1333, s), s in ``crop_scales`` (400, 500, 600), a random crop with sides in ``crop_range``
 (384..600; boxes clipped, empty ones dropped; a crop with no box left is kept) and the multiscale resize. Keep-ratio
 sizes are ``floor(side * f + 0.5)`` with ``f = min(long_max / long, short_max / short)``; images are resized
 bilinearly (``torch.nn.functional.interpolate``, no antialias, rounded to uint8 after each resize, like OpenCV),
@@ -64,6 +64,7 @@ class DetTransforms:
     long_max: int = 1333
     test_scale: tuple[int, int] = (1333, 800)
     flip: float = 0.5
+    crop: float = 0.5  # probability of the resize + crop branch
 
     def __call__(self, img: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor):
         """``img [3, H, W]`` float 0-255, ``boxes [n, 4]``, ``labels [n]``, ``masks [n, H, W]`` bool -> the same
@@ -77,7 +78,7 @@ class DetTransforms:
             w = img.shape[-1]
             img, masks = img.flip(-1), masks.flip(-1)
             boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
-        if torch.rand(()) < 0.5:
+        if torch.rand(()) < self.crop:
             img, boxes, masks, _ = _resize(img, boxes, masks, (self.long_max, _pick(self.crop_scales)))
             img, boxes, labels, masks = _crop(img, boxes, labels, masks, self.crop_range)
         img, boxes, masks, _ = _resize(img, boxes, masks, (self.long_max, _pick(self.multiscale)))

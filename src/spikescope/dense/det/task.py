@@ -4,7 +4,7 @@ Recipe keys it reads: ``data.root`` (the COCO folder), ``data.batch_size`` (imag
 ``data.eval_batch_size`` (default 1, as released), ``data.num_workers``; ``model.name`` / ``model.options`` (a
 ``maskrcnn_sdt_v3_*`` model), ``model.pretrained`` (an ImageNet backbone checkpoint, loaded non-strictly into the
 backbone); ``task_options``: the :class:`~.data.DetTransforms` sizes (``first_scale, multiscale, crop_scales,
-crop_range, long_max, test_scale, flip``) and ``max_eval_images`` (evaluate on the first N validation images).
+crop_range, long_max, test_scale, flip, crop``) and ``max_eval_images`` (evaluate on the first N validation images).
 The primary metric is ``test_bbox_AP`` (COCO AP@[.5:.95] of the boxes).
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from .data import MEAN, STD, CocoDetection, DetTransforms, collate
 
 __all__ = ["DetectionTask"]
 
-_TRANSFORM_KEYS = ("first_scale", "multiscale", "crop_scales", "crop_range", "long_max", "test_scale", "flip")
+_TRANSFORM_KEYS = ("first_scale", "multiscale", "crop_scales", "crop_range", "long_max", "test_scale", "flip",
+                   "crop")
 _OPTION_KEYS = (*_TRANSFORM_KEYS, "max_eval_images")
 
 
