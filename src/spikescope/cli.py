@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        register_tasks()  # also registers the dense models (maskrcnn_*) for `models`, `analyze`, ...
         return args.func(args)
     except Exception as err:
         if not _is_user_error(err) or os.environ.get("SPIKESCOPE_TRACEBACK"):
