@@ -206,3 +206,29 @@ def test_coco_recipes_load_and_count(path):
     assert cfg.task == "detection" and cfg.schedule.milestones == [8, 11] and cfg.train.epochs == 12
     size = cfg.model.name[-1]
     assert count_parameters(cfg.model.name, **cfg.model.options) == PARAMS[(size, cfg.model.options["mixer"])]
+
+
+def test_tiny_detector_losses_with_an_all_negative_image_and_predictions():
+    torch.manual_seed(0)
+    model = create_model("maskrcnn_sdt_v3_s", backbone="sdt_v3_t", embed_dims=(16, 32, 64, 64), neck_channels=32,
+                         fc=64, num_classes=3, rpn_proposals=50, roi_batch=32)
+    images = torch.randn(2, 3, 64, 96)
+    masks = torch.zeros(1, 64, 90, dtype=torch.bool)
+    masks[0, 10:40, 20:60] = True
+    targets = [{"boxes": torch.tensor([[20.0, 10, 60, 40]]), "labels": torch.tensor([2]), "masks": masks},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+                "masks": torch.zeros(0, 50, 70, dtype=torch.bool)}]
+    losses = model.train()(images, [(64, 90), (50, 70)], targets)
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.roi_head.mask_head.conv_logits.layer.weight.grad is not None
+    empty = [targets[1], targets[1]]
+    zero = model(images, [(64, 90), (50, 70)], empty)
+    assert zero["loss_mask"].item() == 0 and zero["loss_bbox"].item() == 0 and zero["loss_rpn_bbox"].item() == 0
+    with torch.no_grad():
+        dets = model.eval()(images, [(64, 90), (50, 70)])
+    assert len(dets) == 2
+    for d, (h, w) in zip(dets, [(64, 90), (50, 70)]):
+        assert d["boxes"].shape[1] == 4 and d["mask_probs"].shape[1:] == (28, 28) and len(d["boxes"]) <= 100
+        assert (d["boxes"][:, 2] <= w).all() and (d["boxes"][:, 3] <= h).all() and (d["scores"] > 0.05).all()
