@@ -73,3 +73,14 @@ def test_two_iterations_then_eval_writes_coco_stats(coco_root, tmp_path, capsys)
                  str(tmp_path / "pics"), "--score-thr", "0"]) == 0
     with Image.open(tmp_path / "pics" / "000000000001.png") as im:
         assert im.size == (128, 96) and im.mode == "RGB"
+
+
+def test_erf_of_the_detector_backbone_and_fpn(tmp_path, capsys):
+    sets = ["backbone=sdt_v3_t", "embed_dims=[16,32,64,64]", "neck_channels=32", "fc=64", "num_classes=3"]
+    args = ["erf", "spatial", "--model", "maskrcnn_sdt_v3_s", "--size", "64", "96", "--n", "2", "--batch", "2",
+            "--boot", "10", "--layers", "stage4", "p5", "--out", str(tmp_path / "erf")]
+    for item in sets:
+        args += ["--set", item]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "stage4" in out and "p5" in out

@@ -10,7 +10,8 @@ clamp), ``fpn_eval_clamp`` (override the clamp alone), ``num_classes``, ``neck_c
 ``model(images [B, 3, H, W], image_sizes, targets=None)``: ``images`` padded to multiples of 32, ``image_sizes`` the
 unpadded ``(h, w)`` of each; training with ``targets`` (per image ``boxes [n, 4]`` xyxy, ``labels [n]`` 0-based,
 ``masks [n, h, w]`` bool) returns the five losses; evaluation returns per image ``boxes, scores, labels,
-mask_probs [n, 28, 28]`` in input pixels.
+mask_probs [n, 28, 28]`` in input pixels. ``forward_features`` names the backbone and FPN maps for
+``spikescope erf spatial --model maskrcnn_sdt_v3_s --layers stage4 p5 ...``.
 """
 from __future__ import annotations
 
@@ -72,6 +73,15 @@ class SpikeMaskRCNN(nn.Module):
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """P2..P6 ``[T, B, C, h, w]`` of a padded batch."""
         return self.neck(list(self.backbone(images).values()))
+
+    def forward_features(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
+        """Named maps for the ERF tools: the backbone's (``stage1`` .. ``stage4``; every block with ``blocks``) and
+        the FPN outputs ``p2`` .. ``p6``, each ``[T, B, C, h, w]``."""
+        feats = self.backbone.body.forward_features(x, blocks=True, any_size=True)
+        pyramid = self.neck([feats[t] for t in DET_TAPS])
+        if not blocks:
+            feats = {k: v for k, v in feats.items() if "." not in k}
+        return {**feats, **{f"p{i + 2}": p for i, p in enumerate(pyramid)}}
 
     def forward(self, images: torch.Tensor, image_sizes: list[tuple[int, int]], targets: list[dict] | None = None):
         feats = self.features(images)
