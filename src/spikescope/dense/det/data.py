@@ -11,10 +11,10 @@ annotation at all (crowd-only images stay) and images whose shorter side is < 32
 
 Train transform, per image (released pipeline): keep-ratio resize to fit ``first_scale`` (853 x 512); flip
 (p ``flip`` = 0.5); then either (p 1 - ``crop`` = 0.5) a keep-ratio resize to (1333, s), s drawn from
-``multiscale`` (480..800 step 32), or (p ``crop``) a resize to (1333, s), s in ``crop_scales`` (400, 500, 600), a random crop with sides in ``crop_range``
-(384..600; boxes clipped, empty ones dropped; a crop with no box left is kept) and the multiscale resize. Keep-ratio
-sizes are ``floor(side * f + 0.5)`` with ``f = min(long_max / long, short_max / short)``; images are resized
-bilinearly (``torch.nn.functional.interpolate``, no antialias, rounded to uint8 after each resize, like OpenCV),
+``multiscale`` (480..800 step 32), or (p ``crop``) a resize to (1333, s), s in ``crop_scales`` (400, 500, 600), a
+random crop with sides in ``crop_range`` (384..600; boxes clipped, empty ones dropped; a crop with no box left is
+kept) and the multiscale resize. Keep-ratio sizes are ``floor(side * f + 0.5)`` with
+``f = min(long_max / long, short_max / short)``; images are resized bilinearly (``torch.nn.functional.interpolate``, no antialias, rounded to uint8 after each resize, like OpenCV),
 masks nearest. Test: keep-ratio resize to fit ``test_scale`` (1333 x 800). Then ImageNet mean/std on 0-255 RGB.
 """
 from __future__ import annotations
