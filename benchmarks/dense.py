@@ -3,7 +3,7 @@
 Random images with two boxes and masks each; AdamW step included; the first iteration is a warm-up.
 CPU (figures in results/dense_cpu.json)::
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/dense.py --batch 2 --size 512 512 --json benchmarks/results/dense_cpu.json
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/dense.py --batch 1 --size 384 384 --json benchmarks/results/dense_cpu.json
 
 GPU (the released setting: 4 images of 800 x 1216 per GPU)::
 
