@@ -1,6 +1,7 @@
 """Batched spatial ERF vs the authors' per-sample, per-layer loop, on the same model, layers and inputs.
 
-The authors' procedure (sterf.md §6): for each of L hooked layers and each of N noise images, a new forward and
+The authors' procedure (``compute_erf_sdt`` in EricZhang1412/Spatial-temporal-ERF ``erf_sdt/erf_compute.py``; see
+docs/papers.md#released-erf-scripts): for each of L hooked layers and each of N noise images, a new forward and
 a backward at batch 1 (``y.backward(stimulus)``, parameter gradients included). Ours: one forward per batch shared
 by all layers, one input-only backward per layer per batch. Both produce the same maps (checked here).
 
@@ -23,7 +24,7 @@ import torch
 
 from spikescope.erf import spatial_erf, spatial_erf_loop
 from spikescope.erf.runner import ModelSpec, build_model, paper_erf_layers
-from spikescope.models import parse_overrides
+from spikescope.models import model_info, parse_overrides
 
 
 def _default_spec(args) -> tuple[ModelSpec, list[str]]:
@@ -48,8 +49,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     spec, layers = _default_spec(args)
-    model, size, T, weights = build_model(spec, seed=0, device=args.device)
-    size = (size[0], args.size, args.size)
+    channels = model_info(spec.name).input_size[0]
+    size = (channels, args.size, args.size)  # BN calibration runs at the timed input size too
+    model, size, T, weights = build_model(spec, input_size=size, seed=0, device=args.device)
     kw = dict(n_samples=args.n, input_size=size, timesteps=T, seed=0)
     # warm-up (first-call allocations, lazy inits) on a few samples, outside the timings
     spatial_erf(model, "noise", layers, **{**kw, "n_samples": 2}, batch_size=2, n_boot=0, progress=False)

@@ -7,8 +7,9 @@ the weighted sum and AZO are formed:
 
 * ``ours``: ``SMA.forward``: the N branch maps are kept once; AZO edits only the [N, T, B, C] coefficients and adds
   one weighted sum shifted by one step.
-* ``released``: the strategy of the released code (sma.md §4, tensor version): stack the N maps, multiply by the
-  weights, clone, replace the selected entries by advanced indexing per scale, sum over scales.
+* ``released``: the strategy of the released code (the tensor version of Attention ZoneOut,
+  docs/papers.md#attention-zoneout): stack the N maps, multiply by the weights, clone, replace the selected entries
+  by advanced indexing per scale, sum over scales.
 
 Each variant runs in a fresh process. Memory: what is held after the forward (the autograd graph's saved tensors
 plus the output) and the peak over forward + backward, both relative to before the step; on the CPU from the

@@ -1,5 +1,6 @@
 """Small models and datasets for the engine tests (no registry model needed)."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -21,6 +22,39 @@ class TinySNN(nn.Module):
     def forward(self, x):
         s = self.drop(self.lif(self.conv(x)))
         return self.fc(s.flatten(2))
+
+
+class RankBN(nn.BatchNorm2d):
+    """BatchNorm over ``[T, B, C, H, W]``; with ``ranks=R`` (training) it normalises the batch positions
+    ``r, r + R, ...`` with their own statistics and keeps running statistics of ``r = 0`` only: what R DDP processes
+    without SyncBatchNorm compute (each rank its own shard's statistics; rank 0's buffers broadcast), in one process."""
+
+    def __init__(self, channels: int, ranks: int = 1) -> None:
+        super().__init__(channels)
+        self.ranks = ranks
+
+    def forward(self, x):
+        if not self.training or self.ranks == 1:
+            return super().forward(x.flatten(0, 1)).view(x.shape)
+        out = torch.empty_like(x)
+        self.num_batches_tracked += 1
+        for r in range(self.ranks):
+            part = x[:, r :: self.ranks]
+            stats = (self.running_mean, self.running_var) if r == 0 else (None, None)
+            y = F.batch_norm(part.flatten(0, 1), *stats, self.weight, self.bias, True, self.momentum, self.eps)
+            out[:, r :: self.ranks] = y.view(part.shape)
+        return out
+
+
+class TinyBNSNN(TinySNN):
+    """TinySNN with BatchNorm after the convolution (``ranks``: see :class:`RankBN`)."""
+
+    def __init__(self, classes: int = 3, ranks: int = 1) -> None:
+        super().__init__(classes)
+        self.bn = RankBN(4, ranks)
+
+    def forward(self, x):
+        return self.fc(self.lif(self.bn(self.conv(x))).flatten(2))
 
 
 def tiny_datasets(n_train=24, n_test=12, T=3, classes=3, seed=0):

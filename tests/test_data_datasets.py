@@ -13,12 +13,13 @@ from spikescope.data import (
 from spikescope.data.datasets import split_per_class
 
 CFG = SyntheticConfig(num_classes=3, samples_per_class=8, size=16, steps=12)
+NAMES = ["class0", "class1", "class2"]
 
 
 def test_gesture_layout(tmp_path):
     write_synthetic_dataset(tmp_path, "dvs128", CFG)
-    tr = DVS128Gesture(tmp_path, train=True, num_frames=4, sensor_size=(16, 16))
-    te = DVS128Gesture(tmp_path, train=False, num_frames=4, sensor_size=(16, 16))
+    tr = DVS128Gesture(tmp_path, train=True, num_frames=4, sensor_size=(16, 16), classes=["0", "1", "2"])
+    te = DVS128Gesture(tmp_path, train=False, num_frames=4, sensor_size=(16, 16), classes=["0", "1", "2"])
     assert len(tr) + len(te) == 24 and len(te) == 6 and tr.classes == ["0", "1", "2"]
     x, label = tr[0]
     assert x.shape == (4, 2, 16, 16) and x.sum() > 0 and 0 <= label < 3
@@ -32,7 +33,8 @@ def test_gesture_layout(tmp_path):
 @pytest.mark.parametrize("layout,cls", [("cifar10dvs", CIFAR10DVS), ("ncaltech101", NCaltech101)])
 def test_folder_layouts_and_split(tmp_path, layout, cls):
     write_synthetic_dataset(tmp_path, layout, CFG)
-    kw = dict(num_frames=3, cache_dir=False, sensor_size=(128, 128) if layout == "cifar10dvs" else (16, 16))
+    kw = dict(num_frames=3, cache_dir=False, sensor_size=(128, 128) if layout == "cifar10dvs" else (16, 16),
+              classes=NAMES)
     tr, te = cls(tmp_path, train=True, **kw), cls(tmp_path, train=False, **kw)
     assert len(tr) == 3 * 7 and len(te) == 3
     assert not {p for p, _, _ in tr.samples} & {p for p, _, _ in te.samples}
@@ -113,7 +115,7 @@ def _ncaltech_zip(tmp_path, monkeypatch):
     return root
 
 
-KW = dict(num_frames=3, cache_dir=False, sensor_size=(16, 16))
+KW = dict(num_frames=3, cache_dir=False, sensor_size=(16, 16), classes=NAMES)
 
 
 def test_archive_is_extracted_once_and_completely(tmp_path, monkeypatch):

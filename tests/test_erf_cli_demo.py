@@ -3,13 +3,19 @@ import json
 
 import pytest
 
-from spikescope.cli import main
+from spikescope.cli import build_parser, main
 from spikescope.demo import run_demo
 
 
-def test_reduced_demo_writes_report(tmp_path):
+def test_reduced_demo_writes_report(tmp_path, capsys):
     report = run_demo(tmp_path / "demo", quick=True)
     text = report.read_text()
+    out = capsys.readouterr().out
+    for phase in ("model 3/3 sdt_v3_s[mixer=srb]: BN calibration", "temporal ERF 4/4", "3/3 training",
+                  "epoch=2 ", "spatial ERF of the trained model"):
+        assert phase in out, phase  # a line per phase, BN calibration and epoch
+    checkpoint = tmp_path / "demo" / "train" / "best.pt"
+    assert checkpoint.is_file() and f"eval --checkpoint {checkpoint}" in text
     assert report.name == "report.md" and "## Spatial ERF" in text and "## Temporal ERF" in text
     assert "## Training" in text and "Test top-1 after the last epoch" in text
     for mixer in ("conv", "mlpixer", "srb"):
@@ -26,7 +32,7 @@ def test_cli_spatial_temporal_compare(tmp_path, capsys):
                  "--out", str(tmp_path / "s"), *common]) == 0
     meta = json.loads((tmp_path / "s" / "metrics.json").read_text())["meta"]
     assert meta["N"] == 3 and meta["layers"] == ["layer1", "layer2", "layer3"]
-    assert "BN calibrated" in meta["weights"]
+    assert meta["weights"] == "random weights, no BN layer to calibrate"  # toy_convnet has none
     assert main(["erf", "temporal", "--model", "toy_convnet", "--layer", "acts.1", "--output", "membrane",
                  "--out", str(tmp_path / "t"), *common]) == 0
     assert (tmp_path / "t" / "temporal.png").exists()
@@ -58,8 +64,31 @@ def test_paper_erf_layers_name_real_hook_points():
 
 @pytest.mark.slow
 def test_cli_compare_paper(tmp_path, capsys):
+    # at 32x32 the SDT-v3 maps are 2x2: the authors' +5 column offset does not fit, so it is set to 0 here
     assert main(["erf", "compare", "--paper", "--size", "32", "--n", "1", "--batch", "1", "--boot", "0",
-                 "--out", str(tmp_path)]) == 0
+                 "--offset", "0", "0", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.count("random weights + BN calibrated") == 6
     assert (tmp_path / "compare.png").exists()
+
+
+def test_demo_and_the_demo_recipe_write_to_different_folders():
+    from pathlib import Path
+
+    from spikescope.train import load_config
+
+    run_dir = load_config(Path(__file__).parent.parent / "configs" / "demo.yaml").run_dir
+    demo = Path(build_parser().parse_args(["demo"]).out)
+    assert run_dir == Path("runs/train/demo") and demo == Path("runs/demo")
+    assert demo not in run_dir.parents and run_dir not in demo.parents
+
+
+def test_demo_threads_follow_omp_num_threads_and_never_exceed_the_cores(monkeypatch):
+    import os
+
+    from spikescope.cli import _default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert _default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert 1 <= _default_threads() <= max(1, len(os.sched_getaffinity(0)))

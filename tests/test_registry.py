@@ -71,7 +71,7 @@ def test_cli_models(capsys):
     assert main(["models", "toy_*"]) == 0
     out = capsys.readouterr().out
     assert "toy_convnet" in out and "[B,1,64,64]" in out
-    assert main(["models", "nothing_*"]) == 1
+    assert main(["models", "nothing_*"]) == 2  # as for every bad input
 
 
 def test_cli_models_lists_every_mixer_variant_with_its_count(capsys):

@@ -8,9 +8,9 @@ from _train_helpers import TinySNN
 
 from spikescope.analysis import FiringRateRecorder
 from spikescope.cli import main
+from spikescope.demo import DEMO_RECIPE, train_demo
 from spikescope.models import count_parameters, list_models
 from spikescope.train import load_config
-from spikescope.train.demo import DEMO_RECIPE, train_demo
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 FAMILIES = ("sma_vgg8_", "ms_resnet", "sdt_v3_", "maskrcnn_sdt_v3_")
@@ -58,7 +58,9 @@ def test_cli_train_resume_eval(tmp_path, capsys):
     assert main(["train", "--config", str(recipe), "--set", "train.epochs=1"]) == 0
     run = tmp_path / "runs" / "tiny"
     assert (run / "config.yaml").is_file() and (run / "log.csv").is_file()
-    assert main(["train", "--config", str(recipe), "--resume"]) == 0
+    assert main(["train", "--config", str(recipe), "--resume"]) == 2  # train.epochs changed: 1 -> 2
+    assert "train.epochs: 1 -> 2" in capsys.readouterr().err
+    assert main(["train", "--config", str(recipe), "--resume", "--accept-changes"]) == 0
     assert len((run / "log.csv").read_text().strip().splitlines()) == 3
     assert main(["eval", "--checkpoint", str(run / "last.pt"), "--json", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""The ``spikescope`` command line: thin calls into the library, one function per sub-command."""
+"""The spikescope command line: spiking vision models, their ERFs, training and analysis (thin calls into the
+library, one function per sub-command; --help on each)."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,24 @@ import sys
 from pathlib import Path
 
 
+def _natural_key(name: str) -> list:
+    """``ms_resnet18`` before ``ms_resnet104``: digit runs compare as numbers."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
+    import fnmatch
+
     from .models import count_parameters, list_models, model_info
 
-    names = list_models(args.pattern)
+    pattern = args.pattern.lower()
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"  # a plain word matches anywhere in the name
+    names = sorted((n for n in list_models() if fnmatch.fnmatchcase(n.lower(), pattern)), key=_natural_key)
     if not names:
-        print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
-        return 1
+        raise ValueError(f"no registered model matches {args.pattern!r}; run `spikescope models` to list them all")
     rows = []
     for name in names:
         info = model_info(name)
@@ -27,11 +39,26 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_threads() -> int:
+    """CPU threads that do not oversubscribe: ``OMP_NUM_THREADS`` if set, else the cores that the 1-minute load
+    average leaves free (at least 1, at most 8)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(8, round(cores - busy)))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
     from .demo import run_demo
 
+    threads = args.threads or _default_threads()
+    torch.set_num_threads(threads)
+    print(f"spikescope demo: {threads} CPU thread(s) (--threads to change), writing to {args.out}/", flush=True)
     report = run_demo(args.out, quick=args.quick)
-    print(f"demo report written to {report}")
+    print(f"demo report written to {report}; the trained model's checkpoint is {Path(args.out) / 'train' / 'best.pt'}")
     return 0
 
 
@@ -49,11 +76,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import fit, load_config
 
     register_tasks()
-    result = fit(load_config(args.config, args.set), resume=args.resume)
-    if result.history and result.primary == "test_acc1":
+    result = fit(load_config(args.config, args.set), resume=args.resume, overwrite=args.overwrite,
+                 accept_changes=args.accept_changes)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, one summary (rank 0)
+    primary = getattr(result, "primary", "test_acc1")
+    if result.history and main_rank and primary == "test_acc1":
         print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
-    elif result.history:
-        print(f"run {result.run_dir}: best {result.primary} {result.best_acc1:.4g}")
+    elif result.history and main_rank:
+        print(f"run {result.run_dir}: best {primary} {result.best_acc1:.4g}")
     return 0
 
 
@@ -96,6 +126,10 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run from <run_dir>/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in <run_dir> (refused by default)")
+    p.add_argument("--accept-changes", action="store_true",
+                   help="with --resume: continue although the recipe changed (the changes are listed)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and firing rates of a checkpoint")
@@ -119,13 +153,18 @@ def _add_train_commands(sub) -> None:
 # --- end train / eval ---
 
 
+def _print_warnings(command: str, caught: list) -> None:
+    for w in caught:
+        print(f"spikescope {command}: warning: {w.message}", file=sys.stderr)
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     import json
+    import warnings
 
     import torch
 
-    from .analysis.energy import E_MAC_PJ, EnergyMeter
-    from .analysis.firing import FiringRateRecorder
+    from .analysis.profile import profile_model
     from .erf.runner import ModelSpec, build_model, resolve_device
     from .models import model_info, parse_overrides
 
@@ -137,28 +176,27 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                           device=device)
     torch.manual_seed(args.seed)
     x = torch.rand(T, args.batch, *size) if info.input_kind == "events" else torch.randn(args.batch, *size)
-    with torch.no_grad(), FiringRateRecorder(model) as rates, EnergyMeter(model) as meter:
-        model(x.to(device))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prof = profile_model(model, x.to(device), calibrate=False)  # build_model calibrated it unless told not to
     per = 1.0 / args.batch
     print(f"{spec.label}: {weights}; random input {list(x.shape)} (per-sample figures below)")
     print(f"{'layer':48s} {'input':6s} {'MACs (M)':>10s} {'ACs (M)':>10s} {'energy (uJ)':>12s}")
-    for ops in meter.layers.values():
+    for ops in prof.layers.values():
         kind = "spikes" if ops.spiking_input else "real"
         print(f"{ops.name:48s} {kind:6s} {ops.macs * per / 1e6:10.3f} {ops.acs * per / 1e6:10.3f} "
               f"{ops.energy_pj * per * 1e-6:12.3f}")
-    dense_mj = sum(o.macs for o in meter.layers.values()) * per * E_MAC_PJ * 1e-9
-    total_mj = meter.total_energy_mj() * per
-    fr = rates.rates()
-    mean_rate = sum(fr.values()) / max(len(fr), 1)
+    dense_mj, total_mj, fr = prof.dense_energy_mj, prof.energy_mj, prof.rates
     print(f"energy per sample: {total_mj:.4f} mJ (the same network with dense MACs: {dense_mj:.4f} mJ); "
-          f"mean firing rate over {len(fr)} spiking layers: {mean_rate:.4f}")
+          f"mean firing rate over {len(fr)} spiking layers: {prof.mean_rate:.4f}")
+    _print_warnings("analyze", caught)
     print("(45 nm estimate: E_MAC 4.6 pJ, E_AC 0.9 pJ, as in the SDT papers; not a measured figure)")
     if args.json:
         report = {
             "model": spec.label, "weights": weights, "input": list(x.shape), "energy_mj_per_sample": total_mj,
             "dense_mac_energy_mj_per_sample": dense_mj, "firing_rates": fr,
             "layers": {o.name: {"spiking_input": o.spiking_input, "macs": o.macs * per, "acs": o.acs * per}
-                       for o in meter.layers.values()},
+                       for o in prof.layers.values()},
         }
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2)
@@ -182,19 +220,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_heatmap(args: argparse.Namespace) -> int:
+    import warnings
+
     import numpy as np
     import torch
 
     from .analysis.heatmap import spike_heatmaps
-    from .erf.runner import resolve_device
-    from .models import create_model, example_input, load_checkpoint, model_info, parse_overrides
+    from .erf.runner import ModelSpec, build_model, resolve_device
+    from .models import checkpoint_options, create_model, example_input, load_checkpoint, model_info, parse_overrides
 
+    spec, info = ModelSpec(args.model, parse_overrides(args.set), args.checkpoint), model_info(args.model)
     device = resolve_device(args.device)
-    model = create_model(args.model, **parse_overrides(args.set))
-    if args.checkpoint:
+    if args.checkpoint:  # a training checkpoint rebuilds the model it was trained as
+        model = create_model(args.model, **checkpoint_options(args.model, spec.overrides, args.checkpoint))
         print(load_checkpoint(model, args.checkpoint))
-    model.eval().to(device)
-    info, cfg = model_info(args.model), getattr(model, "cfg", None)
+        model.eval().to(device)
+    else:  # random weights: BN calibrated on noise unless --no-calibrate, as in analyze and erf
+        size = (info.input_size[0], *spec.overrides["input_size"]) if "input_size" in spec.overrides else None
+        model, _, _, weights = build_model(spec, calibrate=not args.no_calibrate, seed=args.seed, input_size=size,
+                                           device=device)
+        print(f"{spec.label}: {weights}")
+    cfg = getattr(model, "cfg", None)
     if args.input:
         raw = np.load(args.input) if args.input.endswith(".npy") else torch.load(args.input, weights_only=True)
         x = torch.as_tensor(raw).float()
@@ -206,9 +252,19 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
         if cfg is not None and hasattr(cfg, "input_size") and hasattr(cfg, "in_channels"):
             x = torch.rand(*x.shape[:-3], cfg.in_channels, *cfg.input_size)
         print(f"no --input given: using a random input of shape {list(x.shape)} (the model's input layout)")
-    paths = spike_heatmaps(model, x.to(device), args.layer, args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = spike_heatmaps(model, x.to(device), args.layer, args.out)
+    _print_warnings("heatmap", caught)
     print(f"wrote {len(paths)} heat maps of {args.layer} to {args.out}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _add_device_arg(p: argparse.ArgumentParser) -> None:
@@ -221,11 +277,14 @@ def _erf_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="weights file; without it: random weights + BN calibration")
     p.add_argument("--no-calibrate", action="store_true", help="keep default BN statistics for random weights")
     p.add_argument("--inputs", default="noise", help="'noise', 'noise-iid:T' or an image folder (default: noise)")
-    p.add_argument("--n", type=int, default=16, help="number of input samples N (default 16)")
-    p.add_argument("--batch", type=int, default=8, help="samples per forward pass (default 8)")
+    p.add_argument("--n", type=_positive_int, default=None,
+                   help="number of input samples N (default 16; compare --paper: the authors' N per model)")
+    p.add_argument("--batch", type=_positive_int, default=8, help="samples per forward pass (default 8)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
-    p.add_argument("--offset", type=int, nargs=2, default=(0, 0), metavar=("DY", "DX"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
+                   help="move the stimulus DY rows, DX columns away from the centre of each map (default 0 0; "
+                   "compare --paper: the authors' offset)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, noise inputs and bootstrap")
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for metric intervals")
     _add_device_arg(p)
     p.add_argument("--out", required=True, help="output folder")
@@ -245,13 +304,24 @@ def _erf_t_out(value: str):
     return [int(v) for v in value.split(",")]
 
 
-def _erf_build(spec, args):
-    from .erf.runner import build_model, resolve_device
-    from .models import model_info
+def _erf_build(spec, args, layers=None):
+    from .erf.runner import build_model, default_input_size, resolve_device
 
-    size = _erf_size(args, model_info(spec.name).input_size)
+    size = _erf_size(args, default_input_size(spec))
     return build_model(spec, calibrate=not args.no_calibrate, input_size=size, seed=args.seed,
-                       device=resolve_device(args.device))
+                       device=resolve_device(args.device), layers=layers)
+
+
+def _erf_layout(items):
+    """``--layout SPEC`` (every layer) or ``--layout LAYER=SPEC`` (repeatable) -> the API's ``layout=``."""
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        return items[0]
+    pairs = [item.partition("=") for item in items]
+    if any(not sep for _, sep, _ in pairs):
+        raise ValueError(f"with several --layout values write each as LAYER=LAYOUT, got {items}")
+    return {k: v for k, _, v in pairs}
 
 
 def _erf_print(result, out) -> None:
@@ -264,38 +334,101 @@ def _erf_print(result, out) -> None:
         for k in keys:
             v = metrics.get(k, {}).get("value")
             vals.append(f"{k}={v:.4g}" if v is not None else f"{k}=nan")
-        print(f"  {layer}: " + "  ".join(vals))
+        lay = m.get("layouts", {}).get(layer)
+        where = f" [{lay['layout']}, {lay['source']}]" if lay and lay["source"] not in ("model", "probe") else ""
+        print(f"  {layer}{where}: " + "  ".join(vals))
+    for note in m.get("warnings", []):
+        print(f"  warning: {note}")
+
+
+def _paper_plan(specs, args) -> list[dict]:
+    """The authors' protocol per model of ``erf compare --paper``: layers, N (``--n`` overrides), t_out, offset."""
+    from .erf.runner import paper_erf_layers, paper_protocol
+
+    plan = []
+    for spec in specs:
+        proto = paper_protocol(spec.name, spec.overrides)
+        spec.overrides = {**proto.get("overrides", {}), **spec.overrides}
+        plan.append({"layers": paper_erf_layers(spec.name), "n": args.n or proto.get("runs", 16),
+                     "t_out": proto.get("t_out", "all"),
+                     "offset": tuple(args.offset or proto.get("offset", (0, 0)))})
+    return plan
+
+
+def _paper_estimate(model, size, T, step, args) -> float:
+    """Seconds one model of the --paper run should take: one timed batch of 2 images, scaled to N."""
+    import time
+
+    from .erf import spatial_erf
+
+    start = time.perf_counter()
+    spatial_erf(model, "noise", step["layers"], n_samples=2, input_size=size, batch_size=2, timesteps=T,
+                seed=args.seed, n_boot=0, progress=False, t_out=step["t_out"], offset=step["offset"],
+                layout=_erf_layout(args.layout), stimulus=args.stimulus)
+    return (time.perf_counter() - start) * step["n"] / 2
 
 
 def _cmd_erf(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .erf import SilentLayerWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SilentLayerWarning)  # _erf_print prints them with the layer's numbers
+        return _run_erf(args)
+
+
+def _run_erf(args: argparse.Namespace) -> int:
     from .erf import plots, spatial_erf, temporal_erf
     from .erf.runner import PAPER_COMPARISON, ModelSpec, paper_erf_layers, parse_model_spec
     from .models import parse_overrides
 
+    plan = None
     if args.erf_cmd == "compare":
         names = args.models or (list(PAPER_COMPARISON) if args.paper else [])
         if not names:
             raise SystemExit("spikescope erf compare: name the models, or pass --paper for the paper's comparison")
         specs = [parse_model_spec(s) for s in names]
-        if args.paper and args.layers is None:
-            args.layers = ["paper"]
+        if args.paper:
+            plan = _paper_plan(specs, args)
     else:
         specs = [ModelSpec(args.model, parse_overrides(args.set), args.checkpoint)]
-    paper = args.erf_cmd != "temporal" and args.layers == ["paper"]
+    paper = args.erf_cmd != "temporal" and (plan is not None or args.layers == ["paper"])
+    layers_of = {s.label: (paper_erf_layers(s.name) if paper else getattr(args, "layers", None) or
+                           ([args.layer] if args.erf_cmd == "temporal" else None)) for s in specs}
+    built = {}
+    if plan is not None:  # build everything first: names are checked and the time is known before the long part
+        total = 0.0
+        for spec, step in zip(specs, plan):
+            built[spec.label] = _erf_build(spec, args, layers_of[spec.label])
+            model, size, T, _ = built[spec.label]
+            secs = _paper_estimate(model, size, T, step, args)
+            total += secs
+            print(f"{spec.label}: N={step['n']}, {len(step['layers'])} layer pattern(s), t_out={step['t_out']}, "
+                  f"offset={step['offset']}: about {secs / 60:.1f} min")
+        n_note = "" if args.n else " (the authors' N); --n 8 gives a reduced run"
+        print(f"erf compare --paper: about {total / 60:.1f} min in all on this machine{n_note}; Ctrl-C stops",
+              flush=True)
     results, columns = {}, {}
-    for spec in specs:
-        model, size, T, weights = _erf_build(spec, args)
+    for k, spec in enumerate(specs):
+        step = plan[k] if plan is not None else {"n": args.n or 16, "t_out": _erf_t_out(args.t_out)
+                                                  if args.erf_cmd != "temporal" else "all",
+                                                  "offset": tuple(args.offset or (0, 0))}
+        model, size, T, weights = built.pop(spec.label, None) or _erf_build(spec, args, layers_of[spec.label])
         meta = {"weights": weights, "model_spec": spec.label, "device": str(next(model.parameters()).device)}
-        common = dict(n_samples=args.n if args.inputs.startswith("noise") else None, input_size=size,
+        common = dict(n_samples=step["n"] if args.inputs.startswith("noise") else None, input_size=size,
                       batch_size=args.batch, timesteps=T, seed=args.seed, n_boot=args.boot, label=spec.label,
-                      offset=tuple(args.offset), extra_meta=meta)
+                      offset=step["offset"], extra_meta=meta)
         if args.erf_cmd == "temporal":
+            if T < 2:
+                raise ValueError(f"{spec.label} runs T = {T} timestep: a temporal ERF needs T >= 2 to have delays to "
+                                 "fit; give the model more timesteps, e.g. --set timesteps=4")
             r = temporal_erf(model, args.inputs, args.layer, output=args.output, **common)
         else:
-            layers = paper_erf_layers(spec.name) if paper else args.layers
-            columns[spec.label] = layers
-            r = spatial_erf(model, args.inputs, layers, mode=args.mode, t_out=_erf_t_out(args.t_out), **common)
-        out = r.save(Path(args.out) / spec.label.replace("/", "_") if args.erf_cmd == "compare" else args.out)
+            r = spatial_erf(model, args.inputs, layers_of[spec.label], mode=args.mode, t_out=step["t_out"],
+                            layout=_erf_layout(args.layout), stimulus=args.stimulus, **common)
+            columns[spec.label] = r.layers
+        out = r.save(Path(args.out) / spec.slug if args.erf_cmd == "compare" else args.out)
         _erf_print(r, out)
         results[spec.label] = r
     if args.erf_cmd == "compare":
@@ -305,30 +438,47 @@ def _cmd_erf(args: argparse.Namespace) -> int:
     return 0
 
 
+MODE_HELP = ("how gradients become a map: 'official' |sum over timesteps| as the authors' scripts (default), 'abs' "
+             "sum of |gradient| over timesteps, 'replknet' RepLKNet's ReLU of the sum (docs/erf.md)")
+
+
+def _erf_spatial_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", action="append", default=[], metavar="[LAYER=]LAYOUT",
+                   help="output layout where it cannot be inferred: TBCHW, BCHW, BHWC, BNC[:HxW+P], TBNC, BCN, TBCN, "
+                   "windows:HxW/SIDE[/SHIFT] (repeatable as LAYER=LAYOUT; see docs/erf.md)")
+    p.add_argument("--stimulus", default="sum",
+                   help="'sum' (every channel, default), 'channel:K' or 'sqnorm' (for layers whose channels cancel)")
+
+
 def _add_erf_parser(sub) -> None:
     p = sub.add_parser("erf", help="spatial / temporal effective receptive fields (ST-ERF)")
     erf_sub = p.add_subparsers(dest="erf_cmd", required=True)
     sp = erf_sub.add_parser("spatial", help="spatial ERF maps of one or more layers")
-    sp.add_argument("--model", required=True)
+    sp.add_argument("--model", required=True, help="registered model name (spikescope models)")
     sp.add_argument("--layers", nargs="+", default=None,
                     help="names/globs (default: all forward_features keys); 'paper': the layers the ST-ERF paper hooked")
-    sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
+    sp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"], help=MODE_HELP)
     sp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
+    _erf_spatial_options(sp)
     _erf_common(sp)
     tp = erf_sub.add_parser("temporal", help="T x T temporal ERF matrix of one layer, with the decay fit")
-    tp.add_argument("--model", required=True)
-    tp.add_argument("--layer", required=True)
-    tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"])
+    tp.add_argument("--model", required=True, help="registered model name (spikescope models)")
+    tp.add_argument("--layer", required=True, help="one layer name (a wrong name lists the close ones)")
+    tp.add_argument("--output", default="spikes", choices=["spikes", "membrane"],
+                    help="differentiate the layer's spikes (default) or, for a neuron, its membrane potential")
     _erf_common(tp)
     cp = erf_sub.add_parser("compare", help="several models side by side: NAME[:k=v,...][@checkpoint] ...")
     cp.add_argument("models", nargs="*", help="NAME[:k=v,...][@checkpoint]; none with --paper")
     cp.add_argument("--paper", action="store_true",
-                    help="the paper's comparison: Spikformer-8-512, SDT-v1-8-384, QKFormer-10-384, SDT-v3-S with the "
-                    "conv / MLPixer / SRB mixers, at the layers the paper hooked (figure columns = hook order)")
+                    help="the authors' protocol: without model names their SNN comparison (Spikformer-8-512, "
+                    "SDT-v1-8-384, QKFormer-10-384, SDT-v3-S conv / MLPixer / SRB), else the models named (e.g. "
+                    "timm:vit_tiny_patch16_224); the layers they hooked, their N, t_out, offset (SDT-v3: +5 columns) "
+                    "and SDT-v3 attention scale (attn_scale_factor=1); prints the expected time first")
     cp.add_argument("--layers", nargs="+", default=None, help="names/globs for every model, or 'paper'")
-    cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"])
-    cp.add_argument("--t-out", default="all")
-    cp.add_argument("--scale", default="log", choices=["log", "linear"])
+    cp.add_argument("--mode", default="official", choices=["official", "abs", "replknet"], help=MODE_HELP)
+    cp.add_argument("--t-out", default="all", help="'all' or comma-separated output timesteps")
+    cp.add_argument("--scale", default="log", choices=["log", "linear"], help="colour scale of the figure")
+    _erf_spatial_options(cp)
     _erf_common(cp)
     for q in (sp, tp, cp):
         q.set_defaults(func=_cmd_erf)
@@ -340,13 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered models with parameter counts and input layouts")
-    p.add_argument("pattern", nargs="?", default="*", help="glob on model names, e.g. 'sdt_v3_*'")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="glob on model names, case-insensitive, e.g. 'sdt_v3_*'; a plain word matches anywhere")
     p.add_argument("--no-params", action="store_true", help="skip building models to count parameters")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("demo", help="run the built-in demo on the CPU (no download) and write a report")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--quick", action="store_true", help="a reduced run (used by the test suite)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free)")
     p.set_defaults(func=_cmd_demo)
     _add_train_commands(sub)
 
@@ -355,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default=[], action="append", metavar="K=V", help="model option (repeatable)")
     p.add_argument("--checkpoint", help="weights file; without it: random weights + BN calibrated on noise")
     p.add_argument("--no-calibrate", action="store_true", help="keep default BN statistics for random weights")
-    p.add_argument("--batch", type=int, default=2, help="random samples in the forward pass (default 2)")
+    p.add_argument("--batch", type=_positive_int, default=2, help="random samples in the forward pass (default 2)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input H [W] (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the report to this file")
@@ -369,7 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--input", help="one sample as .pt or .npy in the model's layout (default: a random input)")
     p.add_argument("--set", default=[], action="append", help="model override key=value (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, input and BN calibration")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="keep default BN statistics for random weights (layers then often fire no spike)")
     _add_device_arg(p)
     p.set_defaults(func=_cmd_heatmap)
     p = sub.add_parser("convert", help="rewrite a released checkpoint under spikescope's key names, with provenance")
@@ -391,8 +546,19 @@ def _is_user_error(err: BaseException) -> bool:
     return isinstance(err, (ValueError, TypeError, OSError, CheckpointError))
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker ("Caught ... Original Traceback ..."),
+    the original exception's own last line, without the worker's traceback."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one sub-command; bad input ends with a one-line error and exit code 2 instead of a traceback.
+    """Run one sub-command; bad input ends with a one-line error and exit code 2 instead of a traceback, Ctrl-C with
+    a one-line stop and exit code 130.
 
     ``SPIKESCOPE_TRACEBACK=1`` re-raises such errors, for debugging.
     """
@@ -400,10 +566,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         register_tasks()  # also registers the dense models (maskrcnn_*) for `models`, `analyze`, ...
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"spikescope {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     except Exception as err:
         if not _is_user_error(err) or os.environ.get("SPIKESCOPE_TRACEBACK"):
             raise
-        print(f"spikescope {args.command}: error: {err}", file=sys.stderr)
+        print(f"spikescope {args.command}: error: {_one_line(err)}", file=sys.stderr)
         print("(set SPIKESCOPE_TRACEBACK=1 to see where it was raised)", file=sys.stderr)
         return 2
 

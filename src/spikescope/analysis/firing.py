@@ -6,13 +6,33 @@ emitted value.
 """
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
 
 from ..neurons import LIF, PLIF, IntegerSpike
 
-__all__ = ["FiringRateRecorder", "NEURON_TYPES"]
+__all__ = ["FiringRateRecorder", "NEURON_TYPES", "SilentNetworkWarning", "warn_if_silent"]
 
 NEURON_TYPES: tuple[type[nn.Module], ...] = (LIF, PLIF, IntegerSpike)
+
+
+class SilentNetworkWarning(UserWarning):
+    """Most spiking layers fired nothing: figures measured on such a network describe a dead network."""
+
+
+def warn_if_silent(rates: dict[str, float], stacklevel: int = 2) -> bool:
+    """Warn (:class:`SilentNetworkWarning`) when more than half of the layers in ``rates`` fired no spike.
+
+    Returns whether it warned. Random weights without BN calibration are the usual cause.
+    """
+    silent = sum(1 for r in rates.values() if r == 0)
+    if not rates or 2 * silent <= len(rates):
+        return False
+    warnings.warn(f"{silent} of {len(rates)} spiking layers fired no spike: the figures describe an almost silent "
+                  "network; for random weights calibrate BN first (spikescope.models.calibrate_bn; the CLI does "
+                  "unless --no-calibrate), or load trained weights", SilentNetworkWarning, stacklevel=stacklevel + 1)
+    return True
 
 
 class FiringRateRecorder:
@@ -21,6 +41,8 @@ class FiringRateRecorder:
         with FiringRateRecorder(model) as rec:
             model(x)
         rec.rates()   # {"features.2": 0.13, ...}
+
+    On exit it warns (:func:`warn_if_silent`) when most recorded layers fired no spike.
     """
 
     def __init__(self, model: nn.Module, neuron_types: tuple[type[nn.Module], ...] = NEURON_TYPES) -> None:
@@ -48,6 +70,8 @@ class FiringRateRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if exc[0] is None:
+            warn_if_silent(self.rates())
 
     def rates(self) -> dict[str, float]:
         """Mean output per recorded layer, in module order."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .events import EventFileError, make_events
+from .events import EventFileError, aedat_version, make_events
 
 __all__ = ["read_aedat2", "write_aedat2"]
 
@@ -29,6 +29,8 @@ def read_aedat2(path: str | os.PathLike) -> np.ndarray:
     """Events of a CIFAR10-DVS ``.aedat`` file (128x128, SpikingJelly's orientation)."""
     path = Path(path)
     buf = path.read_bytes()
+    if buf.startswith(b"#!AER-DAT") and aedat_version(buf[:64], path).split(".")[0] != "2":
+        raise EventFileError(f"{path}: an AEDAT {aedat_version(buf[:64], path)} file, not AEDAT 2; use load_events")
     pos = _skip_header(buf)
     body = len(buf) - pos
     if body % 8:

@@ -4,11 +4,14 @@ Packet header (little-endian): uint16 eventType, uint16 eventSource, uint32 even
 eventTSOverflow, eventCapacity, eventNumber, eventValid. Polarity packets (type 1, 8 bytes per event): uint32 data,
 uint32 timestamp with ``x = (data >> 17) & 0x7FFF``, ``y = (data >> 2) & 0x7FFF``, ``p = (data >> 1) & 1``,
 ``t = timestamp | overflow << 31``. As SpikingJelly's ``load_aedat_v3`` (which the SMA paper used), every one of the
-``capacity`` slots of a polarity packet is read and the valid bit is not filtered; other packet types are skipped.
+``capacity`` slots of a polarity packet is read and the valid bit is not filtered; the other types of the format
+(0 special ... 12 spike) are skipped, and packets of a type outside it are skipped with a warning naming them.
 """
 from __future__ import annotations
 
 import os
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from .events import EVENT_DTYPE, EventFileError, make_events
 __all__ = ["read_aedat31", "write_aedat31", "read_gesture_labels", "write_gesture_labels"]
 
 END_HEADER = b"#!END-HEADER\r\n"
+_KNOWN_TYPES = range(13)  # special, polarity, frame, imu6, imu9, sample, ear, config, point1d-4d, spike
 _PACKET = np.dtype(
     [("type", "<u2"), ("source", "<u2"), ("size", "<u4"), ("ts_offset", "<u4"), ("ts_overflow", "<u4"),
      ("capacity", "<u4"), ("number", "<u4"), ("valid", "<u4")]
@@ -44,7 +48,7 @@ def read_aedat31(path: str | os.PathLike) -> np.ndarray:
     if not buf.startswith(b"#!AER-DAT3"):
         raise EventFileError(f"{path}: not an AEDAT 3.x file (it must start with '#!AER-DAT3.1')")
     pos = _header_end(buf, path)
-    chunks = []
+    chunks, unknown = [], Counter()
     while pos < len(buf):
         if pos + _PACKET.itemsize > len(buf):
             raise EventFileError(f"{path}: truncated packet header at byte {pos} (file size {len(buf)})")
@@ -63,7 +67,13 @@ def read_aedat31(path: str | os.PathLike) -> np.ndarray:
             words = np.ascontiguousarray(rec).view("<u4")
             data, ts = words[:, 0], words[:, 1].astype(np.int64)
             chunks.append((data, ts | (np.int64(head["ts_overflow"]) << 31)))
+        elif int(head["type"]) not in _KNOWN_TYPES:
+            unknown[int(head["type"])] += int(head["capacity"])
         pos += nbytes
+    if unknown:
+        types = ", ".join(f"type {k} ({n} slots)" for k, n in sorted(unknown.items()))
+        warnings.warn(f"{path}: skipped packets of event types that AEDAT 3.1 does not define: {types}; the file may "
+                      "be corrupt (the polarity events of the other packets were read)", stacklevel=2)
     if not chunks:
         return np.empty(0, dtype=EVENT_DTYPE)
     data = np.concatenate([c[0] for c in chunks])

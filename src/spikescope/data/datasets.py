@@ -17,6 +17,7 @@ import random
 import shutil
 import tarfile
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,13 +29,15 @@ from tqdm.auto import tqdm
 
 from .aedat31 import read_gesture_labels
 from .cache import FrameCache, source_identity
-from .events import load_events
+from .events import EventFileError, load_events
 from .frames import SplitBy, integrate_frames
 
 __all__ = [
     "DatasetNotFoundError",
     "EventFrameDataset",
     "DVS128Gesture",
+    "GESTURE_CLASSES",
+    "CIFAR10DVS_CLASSES",
     "CIFAR10DVS",
     "NCaltech101",
     "split_per_class",
@@ -55,6 +58,15 @@ CIFAR10DVS_MD5 = {
     "ship.zip": "41c7bd7d6b251be82557c6cce9a7d5c9",
     "truck.zip": "89f3922fd147d9aeff89e76a2b0b70a7",
 }
+
+
+#: DVS128 Gesture's published classes; label ``i`` is row class ``i + 1`` of the ``*_labels.csv`` files
+GESTURE_CLASSES = (
+    "hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise", "right_arm_counter_clockwise",
+    "left_arm_clockwise", "left_arm_counter_clockwise", "arm_roll", "air_drums", "air_guitar", "other_gestures",
+)
+#: CIFAR10-DVS's published classes (CIFAR-10's order); label = index, whatever folders are present
+CIFAR10DVS_CLASSES = tuple(name.removesuffix(".zip") for name in CIFAR10DVS_MD5)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -175,7 +187,12 @@ class EventFrameDataset(Dataset):
         h, w = self.sensor_size
 
         def build() -> np.ndarray:
-            return integrate_frames(self.events(index), self.num_frames, h, w, self.split_by, self.resize)
+            events = self.events(index)
+            try:
+                return integrate_frames(events, self.num_frames, h, w, self.split_by, self.resize)
+            except ValueError as err:
+                raise EventFileError(f"{self.samples[index][0]}: {err} (set data.sensor_size: [H, W], or "
+                                     "sensor_size=(H, W), to the sensor this file was recorded with)") from None
 
         if self.cache is None:
             return build()
@@ -217,7 +234,8 @@ class DVS128Gesture(EventFrameDataset):
     )
 
     def __init__(self, root, train: bool = True, num_frames: int = 16, split_by: SplitBy = "number",
-                 resize=None, cache_dir=None, transform=None, sensor_size=(128, 128)) -> None:
+                 resize=None, cache_dir=None, transform=None, sensor_size=(128, 128),
+                 classes: tuple[str, ...] | list[str] = GESTURE_CLASSES) -> None:
         root = Path(root)
         folder = self._locate(root)
         trials = (folder / ("trials_to_train.txt" if train else "trials_to_test.txt")).read_text().split()
@@ -228,10 +246,11 @@ class DVS128Gesture(EventFrameDataset):
             if not aedat.is_file() or not labels.is_file():
                 raise DatasetNotFoundError(f"{aedat} or {labels} is missing; the extraction is incomplete")
             for cls, start, end in read_gesture_labels(labels):
+                if not 1 <= cls <= len(classes):
+                    raise EventFileError(f"{labels}: class {cls} is outside 1..{len(classes)} (the dataset's "
+                                         f"{len(classes)} classes); fix the row or pass classes= with every class")
                 samples.append((aedat, (int(start), int(end)), int(cls) - 1))
-        labels = [int(r[0]) for csv in sorted(folder.glob("*_labels.csv")) for r in read_gesture_labels(csv)]
-        classes = [str(i) for i in range(max(labels, default=0))]
-        super().__init__(samples, classes, sensor_size, num_frames, split_by, resize,
+        super().__init__(samples, list(classes), sensor_size, num_frames, split_by, resize,
                          _cache_dir(root, cache_dir), transform)
 
     def _locate(self, root: Path) -> Path:
@@ -252,13 +271,16 @@ class _FolderPerClass(EventFrameDataset):
     SUFFIX = ""
     HELP = ""
     ARCHIVES: dict[str, str] = {}
+    CLASSES: tuple[str, ...] = ()  # the published class list (label = index); (): the sorted class folders
+    # (``classes=[...]`` replaces the list, e.g. for synthetic data; ``allow_missing_classes`` turns the refusal of a
+    # missing or empty class into a warning)
+    NUM_CLASSES = 0  # the published number of classes, checked when there is no list
 
     def __init__(self, root, train, num_frames, split_by, resize, cache_dir, transform, sensor_size,
-                 split_seed, train_fraction) -> None:
+                 split_seed, train_fraction, allow_missing_classes: bool = False, classes=None) -> None:
         root = Path(root)
         base = self._locate(root)
-        classes = sorted(d.name for d in base.iterdir() if d.is_dir() and any(d.glob(f"*{self.SUFFIX}")))
-        files = {i: sorted(p for p in (base / c).glob(f"*{self.SUFFIX}")) for i, c in enumerate(classes)}
+        classes, files = self._class_files(base, tuple(classes or self.CLASSES), allow_missing_classes)
         tr, te = split_per_class(files, split_seed, train_fraction)
         samples = [(p, None, label) for p, label in (tr if train else te)]
         super().__init__(samples, classes, sensor_size, num_frames, split_by, resize,
@@ -266,6 +288,29 @@ class _FolderPerClass(EventFrameDataset):
 
     def _base(self, root: Path) -> Path:
         return root
+
+    def _class_files(self, base: Path, published: tuple[str, ...],
+                     allow_missing: bool) -> tuple[list[str], dict[int, list[Path]]]:
+        """``(class names, {label: files})``: labels fixed by the published list (or by every class folder, empty
+        ones included); a missing or empty class raises, or with ``allow_missing_classes`` warns."""
+        folders = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+        classes = list(published) or folders
+        found = {c: sorted((base / c).glob(f"*{self.SUFFIX}")) for c in classes if (base / c).is_dir()}
+        absent = [c for c in classes if not found.get(c)]
+        problems = []
+        if absent:
+            problems.append(f"class folder(s) missing or without {self.SUFFIX} files: {absent}")
+        if not published and self.NUM_CLASSES and len(folders) != self.NUM_CLASSES:
+            problems.append(f"{len(folders)} class folders where {type(self).__name__} has {self.NUM_CLASSES}")
+        if problems:
+            msg = f"{base}: " + "; ".join(problems)
+            if not allow_missing:
+                raise DatasetNotFoundError(
+                    f"{msg}; extract every class (docs/data.md), or pass allow_missing_classes=True to train on the "
+                    "others (their labels stay the published ones)"
+                )
+            warnings.warn(f"{msg}: training on the others, labels unchanged", stacklevel=3)
+        return classes, {i: found[c] for i, c in enumerate(classes) if found.get(c)}
 
     def _locate(self, root: Path) -> Path:
         """The folder of class folders; archives found in ``root`` are extracted first (once, all or nothing)."""
@@ -285,6 +330,7 @@ class CIFAR10DVS(_FolderPerClass):
 
     SUFFIX = ".aedat"
     ARCHIVES = CIFAR10DVS_MD5
+    CLASSES = CIFAR10DVS_CLASSES
     HELP = (
         "download the ten class archives airplane.zip ... truck.zip from https://figshare.com/articles/dataset/"
         "CIFAR10-DVS_New/4724671 and put them (md5-checked and extracted on first use) or their extracted class "
@@ -293,9 +339,9 @@ class CIFAR10DVS(_FolderPerClass):
 
     def __init__(self, root, train: bool = True, num_frames: int = 10, split_by: SplitBy = "number", resize=None,
                  cache_dir=None, transform=None, sensor_size=(128, 128), split_seed: int = 3404,
-                 train_fraction: float = 0.9) -> None:
+                 train_fraction: float = 0.9, allow_missing_classes: bool = False, classes=None) -> None:
         super().__init__(root, train, num_frames, split_by, resize, cache_dir, transform, sensor_size, split_seed,
-                         train_fraction)
+                         train_fraction, allow_missing_classes, classes)
 
 
 class NCaltech101(_FolderPerClass):
@@ -303,6 +349,7 @@ class NCaltech101(_FolderPerClass):
 
     SUFFIX = ".bin"
     ARCHIVES = NCALTECH_MD5
+    NUM_CLASSES = 101
     HELP = (
         "download Caltech101.zip (md5 66201824eabb0239c7ab992480b50ba3) from "
         "https://www.garrickorchard.com/datasets/n-caltech101 and put the zip (extracted on first use) or its "
@@ -311,9 +358,9 @@ class NCaltech101(_FolderPerClass):
 
     def __init__(self, root, train: bool = True, num_frames: int = 14, split_by: SplitBy = "number", resize=None,
                  cache_dir=None, transform=None, sensor_size=(180, 240), split_seed: int = 3402,
-                 train_fraction: float = 0.9) -> None:
+                 train_fraction: float = 0.9, allow_missing_classes: bool = False, classes=None) -> None:
         super().__init__(root, train, num_frames, split_by, resize, cache_dir, transform, sensor_size, split_seed,
-                         train_fraction)
+                         train_fraction, allow_missing_classes, classes)
 
     def _base(self, root: Path) -> Path:
         return root / "Caltech101" if (root / "Caltech101").is_dir() else root

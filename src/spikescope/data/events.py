@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EVENT_DTYPE", "EventFileError", "make_events", "load_events", "detect_format"]
+__all__ = ["EVENT_DTYPE", "EventFileError", "make_events", "load_events", "detect_format", "aedat_version"]
 
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.uint8)])
 
@@ -29,14 +29,27 @@ def make_events(t, x, y, p) -> np.ndarray:
     return out
 
 
+def aedat_version(head: bytes, path: str | os.PathLike) -> str:
+    """The version of an ``#!AER-DAT<version>`` first line; versions other than 2.x and 3.x are refused."""
+    line = head.split(b"\n", 1)[0].strip().decode("ascii", "replace")
+    version = line.removeprefix("#!AER-DAT")
+    if not version or version.split(".")[0] not in ("2", "3"):
+        raise EventFileError(
+            f"{path}: AEDAT version {version or '?'} ({line!r}) is not supported; spikescope reads AEDAT 2.0 "
+            "(CIFAR10-DVS) and 3.1 (DVS128 Gesture): convert the file (e.g. with dv-processing) to one of those"
+        )
+    return version
+
+
 def detect_format(path: str | os.PathLike) -> str:
     """``"aedat31"``, ``"aedat2"`` or ``"atis"`` from the first bytes of the file (ATIS ``.bin`` has no header)."""
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(64)
-    if head.startswith(b"#!AER-DAT3"):
-        return "aedat31"
-    if head.startswith(b"#!AER-DAT2") or (head.startswith(b"#") and path.suffix.lower() == ".aedat"):
+    if head.startswith(b"#!AER-DAT"):
+        version = aedat_version(head, path)
+        return {"2": "aedat2", "3": "aedat31"}[version.split(".")[0]]
+    if head.startswith(b"#") and path.suffix.lower() == ".aedat":
         return "aedat2"
     if path.suffix.lower() == ".bin":
         return "atis"

@@ -1,12 +1,12 @@
 """Pick the tensors an ERF is measured on, and capture them during one forward pass.
 
 A *layer* is either a key of ``model.forward_features(x)`` (``"stage1"``) or the output of a named sub-module
-(``"stage1.0"``, ``"convs.3"``); glob patterns (``"stage1.*"``) match both kinds. Captured tensors are returned
-time-first ``[T, B, C, H, W]``: 4-D module outputs ``[T*B, C, H, W]`` (time folded into the batch) and
-``[B, C, H, W]`` (one timestep) are unfolded, anything else has no spatial map and is refused with a clear error.
+(``"stage1.0"``, ``"convs.3"``); glob patterns (``"stage1.*"``) match both kinds. How a captured tensor becomes a
+map ``[T, B, C, H, W]`` is the job of :mod:`spikescope.erf.layouts` and :mod:`spikescope.erf.layout_rules`.
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable, Iterator, Sequence
@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["LayerError", "LayerRef", "resolve_layers", "capture", "as_sequence", "run_model", "PROBE_BATCH", "neuron_modules", "check_neuron"]
-
-PROBE_BATCH = 3  # an odd probe batch keeps [T*B, ...] and [B, ...] apart from token layouts such as [T, B, C, N]
+__all__ = ["LayerError", "LayerRef", "resolve_layers", "capture", "first_tensor", "run_model", "neuron_modules",
+           "check_neuron"]
 
 
 class LayerError(ValueError):
@@ -37,9 +36,18 @@ def _is_glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
-def _listing(names: Sequence[str], limit: int = 60) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+def _no_match(model: nn.Module, pattern: str, feature_keys: Sequence[str], modules: Sequence[str]) -> str:
+    """A short message for a pattern that matches nothing: the closest names, or all of them when there are few."""
+    names = list(feature_keys) + [m for m in modules if m not in feature_keys]
+    if len(names) <= 20:
+        return f"layer {pattern!r} matches nothing in {type(model).__name__}; its layers: {', '.join(names)}"
+    stem = pattern.split("*")[0].split("?")[0].split("[")[0]
+    close = difflib.get_close_matches(stem or pattern, names, n=5, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "no name is close"
+    return (
+        f"layer {pattern!r} matches nothing in {type(model).__name__} ({len(feature_keys)} forward_features keys, "
+        f"{len(modules)} modules); {hint} Globs such as 'stage1.*' match several; model.named_modules() lists all"
+    )
 
 
 def resolve_layers(
@@ -47,7 +55,8 @@ def resolve_layers(
 ) -> list[LayerRef]:
     """Map names/globs onto forward_features keys (preferred) and sub-module names, in the order given.
 
-    Raises :class:`LayerError` naming the available layers when a pattern matches nothing.
+    Raises :class:`LayerError` with the closest names (all of them, when there are few) when a pattern matches
+    nothing.
     """
     if isinstance(patterns, str):
         patterns = [patterns]
@@ -68,11 +77,7 @@ def resolve_layers(
         else:
             hits = []
         if not hits:
-            raise LayerError(
-                f"layer {pat!r} matches nothing in {type(model).__name__}. "
-                f"forward_features keys: [{_listing(list(feature_keys))}]; "
-                f"module names: [{_listing(modules)}]"
-            )
+            raise LayerError(_no_match(model, pat, feature_keys, modules))
         found += [h for h in hits if h not in found]
     return found
 
@@ -124,27 +129,13 @@ def capture(
             h.remove()
 
 
-def as_sequence(y: object, name: str, T: int, B: int) -> torch.Tensor:
-    """Bring a captured layer output to ``[T_out, B, C, H, W]`` or raise :class:`LayerError`.
-
-    ``T`` is the model's number of timesteps, ``B`` the batch of the forward that produced ``y``.
-    """
+def first_tensor(y: object, name: str) -> torch.Tensor:
+    """A captured output as a tensor (the first element of a tuple output) or :class:`LayerError`."""
     if isinstance(y, (tuple, list)) and y and isinstance(y[0], torch.Tensor):
         y = y[0]
     if not isinstance(y, torch.Tensor):
         raise LayerError(f"layer {name!r} returns {type(y).__name__}, not a tensor; pick a layer with a feature map")
-    shape = tuple(y.shape)
-    if y.dim() == 5 and shape[1] == B:
-        return y
-    if y.dim() == 4 and shape[0] == T * B:
-        return y.unflatten(0, (T, B))
-    if y.dim() == 4 and shape[0] == B:
-        return y.unsqueeze(0)
-    raise LayerError(
-        f"layer {name!r} has no spatial map: its output has shape {shape} at batch {B}, T={T}; expected "
-        "[T, B, C, H, W] (or [T*B, C, H, W] / [B, C, H, W]). Token layouts such as [T, B, C, N] and vectors are not "
-        "maps: choose a block or stage output instead"
-    )
+    return y
 
 
 def neuron_modules(model: nn.Module) -> list[str]:

@@ -26,6 +26,14 @@ def _clean(obj):
     return obj
 
 
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    from .. import __version__
+
+    return {"spikescope": __version__, "torch": torch.__version__, "numpy": np.__version__}
+
 @dataclass
 class ERFResult:
     """One spatial or temporal ERF measurement.
@@ -63,8 +71,9 @@ class ERFResult:
     def save(self, out_dir: str | Path, figures: bool = True, save_samples: bool = False) -> Path:
         """Write ``erf.npz`` (raw arrays), ``metrics.json`` and (PNG + PDF) figures into ``out_dir``; return it.
 
-        npz keys: ``map/<layer>``, ``per_t/<layer>``, ``matrix``, ``matrix_samples`` and, with ``save_samples``,
-        ``samples/<layer>``.
+        npz keys: ``map/<layer>``, ``per_t/<layer>``, ``matrix``, ``matrix_samples``, with ``save_samples``
+        ``samples/<layer>``, and ``meta``: a JSON string of :attr:`meta` plus ``kind``, ``layers`` and the versions of
+        spikescope, torch and numpy, so the file describes itself (``json.loads(str(np.load(f)["meta"]))``).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +84,8 @@ class ERFResult:
         if self.matrix is not None:
             arrays["matrix"] = self.matrix
             arrays["matrix_samples"] = self.matrix_samples
+        arrays["meta"] = np.array(json.dumps(_clean({**self.meta, "kind": self.kind, "layers": self.layers,
+                                                     "versions": _versions()})))
         np.savez_compressed(out / "erf.npz", **arrays)
         (out / "metrics.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
         if figures:

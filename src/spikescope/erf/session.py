@@ -7,6 +7,7 @@ one-step leaf, so per-input-timestep maps collapse into one. ``feed="auto"`` tri
 """
 from __future__ import annotations
 
+import fnmatch
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,12 +16,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .hooks import PROBE_BATCH, LayerError, LayerRef, as_sequence, capture, resolve_layers, run_model
+from .hooks import LayerError, LayerRef, capture, first_tensor, resolve_layers, run_model
 from .inputs import SampleSource
+from .layout_rules import infer_layout
+from .layouts import Layout, LayoutError, parse_layout
 
 __all__ = [
     "erf_mode", "infer_timesteps", "Probe", "probe_layers", "placement", "make_leaf", "forward_layers", "parse_t_out",
-    "NonFiniteGradientError", "check_finite_gradient",
+    "NonFiniteGradientError", "check_finite_gradient", "layouts_for",
 ]
 
 
@@ -93,39 +96,77 @@ def make_leaf(x: torch.Tensor, T: int, model: nn.Module) -> torch.Tensor:
     return x.detach().to(device=device, dtype=dtype).clone().requires_grad_(True)
 
 
+def layouts_for(layout, refs: Sequence[LayerRef]) -> dict[str, Layout]:
+    """The user's ``layout`` per layer: ``None``, one spec for every layer, or ``{layer name or glob: spec}``."""
+    if layout is None:
+        return {}
+    if isinstance(layout, (str, Layout)):
+        return {r.name: parse_layout(layout) for r in refs}
+    out: dict[str, Layout] = {}
+    for pattern, spec in dict(layout).items():
+        hits = [r.name for r in refs if fnmatch.fnmatchcase(r.name, pattern)]
+        if not hits:
+            raise LayoutError(f"layout given for {pattern!r}, which is none of the layers {[r.name for r in refs]}")
+        out.update({h: parse_layout(spec) for h in hits})
+    return out
+
+
 def forward_layers(
-    model: nn.Module, leaf: torch.Tensor, refs: Sequence[LayerRef], feed: str, T: int, replace=None
+    model: nn.Module, leaf: torch.Tensor, refs: Sequence[LayerRef], feed: str, T: int, replace=None,
+    layouts: dict[str, Layout] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One forward of ``leaf``; returns every ref's output as ``[T_out, B, C, H, W]``."""
-    B = leaf.shape[1]
+    """One forward of ``leaf``; returns every ref's output as a map ``[T_out, B, C, H, W]``.
+
+    ``layouts`` (a probe's) fixes each layer's layout; layers without one have it inferred
+    (:func:`~spikescope.erf.layout_rules.infer_layout`).
+    """
+    maps, _ = _forward(model, leaf, refs, feed, T, replace, layouts or {}, {})
+    return maps
+
+
+def _forward(model, leaf, refs, feed, T, replace, known: dict[str, Layout], given: dict[str, Layout]):
+    """:func:`forward_layers` that also returns the ``(layout, source)`` used for each layer."""
+    B, hw = leaf.shape[1], tuple(leaf.shape[-2:])
     with capture(model, refs, replace) as store:
         feats = run_model(model, leaf if feed == "sequence" else leaf[0])
-    out = {}
+    named = dict(model.named_modules())
+    out, used = {}, {}
     for ref in refs:
         src = feats if ref.kind == "feature" else store
         if ref.name not in src:
             raise LayerError(f"layer {ref.name!r} did not run during the forward pass (is it after forward_features?)")
-        out[ref.name] = as_sequence(src[ref.name], ref.name, T, B)
-    return out
+        y = first_tensor(src[ref.name], ref.name)
+        if ref.name in known:
+            lay, how = known[ref.name], "probe"
+        else:
+            lay, how = infer_layout(model, ref.name, ref.kind, named.get(ref.name) if ref.kind == "module" else None,
+                                    y, T, B, hw, given.get(ref.name))
+        out[ref.name] = lay.to_map(y, T, B, ref.name)
+        used[ref.name] = (lay, how)
+    return out, used
 
 
 @dataclass
 class Probe:
-    """What a probe forward learned: the layers, the feed, and each layer's output shape ``(T_out, C, H, W)``."""
+    """What a probe forward learned: the layers, the feed, each layer's layout (and where it came from) and map
+    shape ``(T_out, C, H, W)``."""
 
     refs: list[LayerRef]
     feed: str
     leaf_T: int
     shapes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    layouts: dict[str, Layout] = field(default_factory=dict)
+    layout_sources: dict[str, str] = field(default_factory=dict)
 
 
 def probe_layers(
-    model: nn.Module, source: SampleSource, layers, T: int, feed: str = "auto", replace=None
+    model: nn.Module, source: SampleSource, layers, T: int, feed: str = "auto", replace=None, layout=None
 ) -> Probe:
-    """Resolve ``layers`` (``None``: every forward_features key) and check their maps on a small probe batch."""
+    """Resolve ``layers`` (``None``: every forward_features key), fix their layouts and check their maps on a probe
+    batch. The probe batch (3, or 5 when T = 3) differs from T, so a time axis cannot pass for the batch axis."""
     if feed not in ("auto", "sequence", "frame"):
         raise ValueError(f"feed must be 'auto', 'sequence' or 'frame', got {feed!r}")
-    idx = [k % len(source) for k in range(PROBE_BATCH)]
+    idx = [k % len(source) for k in range(5 if T == 3 else 3)]
     x = source.batch(idx)
     if x.dim() == 5 and feed == "frame":
         raise ValueError("feed='frame' takes static images; these inputs are sequences [T, C, H, W]")
@@ -152,9 +193,10 @@ def probe_layers(
     refs = resolve_layers(model, list(feats) if layers is None else layers, list(feats))
     probe = Probe(refs, mode, leaf_T)
     with torch.no_grad():
-        ys = forward_layers(model, make_leaf(x, leaf_T, model), refs, mode, T, replace)
+        ys, used = _forward(model, make_leaf(x, leaf_T, model), refs, mode, T, replace, {}, layouts_for(layout, refs))
     for name, y in ys.items():
         probe.shapes[name] = (y.shape[0], y.shape[2], y.shape[3], y.shape[4])
+        probe.layouts[name], probe.layout_sources[name] = used[name]
     return probe
 
 
@@ -178,5 +220,6 @@ def centre_of(shape: tuple[int, int, int, int], offset: Sequence[int], layer: st
     _, _, H, W = shape
     cy, cx = H // 2 + int(offset[0]), W // 2 + int(offset[1])
     if not (0 <= cy < H and 0 <= cx < W):
-        raise ValueError(f"offset {tuple(offset)} puts the centre at ({cy}, {cx}), outside layer {layer!r}'s {H}x{W} map")
+        raise ValueError(f"offset {tuple(offset)} puts the centre at ({cy}, {cx}), outside layer {layer!r}'s {H}x{W} map;"
+                         " use a smaller offset (--offset DY DX) or a larger input (--size)")
     return cy, cx

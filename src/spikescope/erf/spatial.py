@@ -1,6 +1,7 @@
 """Spatial ERF (sterf.md §1.3): gradient of a centre stimulus of a layer's output w.r.t. the input pixels.
 
-For sample k, layer y, stimulus s (1 at the exact centre (m, n) of y's map, all channels, output timesteps 𝒯):
+For sample k, layer y read as a map (:mod:`~spikescope.erf.layouts`), stimulus s at the exact centre (m, n) of
+y's map and the output timesteps 𝒯 (``stimulus="sum"``: 1 on every channel, the authors' choice):
 
     g^(k) = ∂ Σ_{t∈𝒯} Σ_c s · y^(k)_{c,(m,n)}[t] / ∂ x^(k)   ∈ R^{T_in × C_in × H × W}
 
@@ -13,10 +14,16 @@ and the map aggregates g per ``mode``:
   ReLU(Σ_{t'} g[t']) summed over input channels, then averaged over samples.
 
 Per-input-timestep maps use |g[t']| (``official``/``abs``) or ReLU(g[t']) (``replknet``) of each t' separately.
+
+``stimulus``: ``"sum"`` (Σ_c y_c), ``"channel:K"`` (y_K alone) or ``"sqnorm"`` (Σ_c y_c², upstream 2·y_c). Where the
+channels cancel (a LayerNorm output sums to a constant) the sum has almost no input gradient: the first batch also
+takes the gradient of channel 0, and a layer whose sum gives less than 1e-3 of it, or whose maps are zero for half
+the samples or more, gets a :class:`SilentLayerWarning` (also in ``meta["warnings"]``) naming the other stimuli.
 """
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,20 +44,54 @@ from .session import (
     probe_layers,
 )
 
-__all__ = ["spatial_erf", "spatial_erf_loop", "MODES"]
+__all__ = ["spatial_erf", "spatial_erf_loop", "MODES", "SilentLayerWarning", "parse_stimulus"]
 
 MODES = ("official", "abs", "replknet")
 
 
-def _stimulus(y: torch.Tensor, t_idx: list[int], centre: tuple[int, int], mode: str) -> torch.Tensor:
-    """Upstream gradient for ``y [T_out, B, C, H, W]``: ones at each sample's centre, all channels, times ``t_idx``."""
+class SilentLayerWarning(UserWarning):
+    """A layer's stimulus has (almost) no input gradient: its map is ~0 for a reason other than a small ERF."""
+
+
+def parse_stimulus(stimulus: str) -> tuple[str, int | None]:
+    """``"sum"`` / ``"sqnorm"`` / ``"channel:K"`` -> (kind, K)."""
+    kind, _, k = stimulus.partition(":")
+    if kind in ("sum", "sqnorm") and not k:
+        return kind, None
+    if kind == "channel" and k.isdigit():
+        return kind, int(k)
+    raise ValueError(f"stimulus must be 'sum', 'sqnorm' or 'channel:K' (e.g. 'channel:0'), got {stimulus!r}")
+
+
+def _stimulus(y: torch.Tensor, t_idx: list[int], centre: tuple[int, int], mode: str,
+              stimulus: tuple[str, int | None] = ("sum", None)) -> torch.Tensor:
+    """Upstream gradient for ``y [T_out, B, C, H, W]`` at each sample's centre and times ``t_idx`` (module docstring)."""
+    kind, k = stimulus
+    if kind == "channel" and not 0 <= k < y.shape[2]:
+        raise ValueError(f"stimulus channel {k} is out of range for a layer with {y.shape[2]} channels")
     stim = torch.zeros_like(y)
     cy, cx = centre
+    at = y[t_idx, :, :, cy, cx].detach()
+    value = 2 * at if kind == "sqnorm" else torch.ones_like(at)
+    if kind == "channel":
+        value = torch.zeros_like(at)
+        value[..., k] = 1.0
     if mode == "replknet":
-        stim[t_idx, :, :, cy, cx] = (y[t_idx, :, :, cy, cx] > 0).to(y.dtype)
-    else:
-        stim[t_idx, :, :, cy, cx] = 1.0
+        value = value * (at > 0).to(y.dtype)
+    stim[t_idx, :, :, cy, cx] = value
     return stim
+
+
+def _silent_note(name: str, g_sum: torch.Tensor | None, g_one: torch.Tensor | None) -> str | None:
+    """A warning text when the channel-sum gradient is < 1e-3 of the channel-0 one (or both are zero)."""
+    s = 0.0 if g_sum is None else float(g_sum.abs().mean())
+    c = 0.0 if g_one is None else float(g_one.abs().mean())
+    if s >= 1e-3 * c and s > 0:
+        return None
+    why = (f"its channel-sum stimulus has almost no input gradient ({s:.3g} vs {c:.3g} for channel 0 alone: the "
+           "channels cancel, e.g. a LayerNorm output sums to a constant)") if c > 0 else \
+        "no stimulus of it has any input gradient (a silent layer: no spikes, or cut from the input)"
+    return f"layer {name!r}: {why}; try stimulus='channel:0' or 'sqnorm' (--stimulus)"
 
 
 def _aggregate(g: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,8 +132,17 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def _result(model, source, probe, T, samples, per_t, centres, t_sel, *, mode, offset, seed, n_boot, label, extra):
+def _result(model, source, probe, T, samples, per_t, centres, t_sel, *, mode, offset, seed, n_boot, label, extra,
+            notes=None):
     maps = {k: v.mean(0) for k, v in samples.items()}
+    notes = dict(notes or {})
+    for name, s in samples.items():
+        dead = float((s.reshape(len(s), -1).max(1) <= 0).mean())
+        if dead >= 0.5 and name not in notes:
+            notes[name] = (f"layer {name!r}: the map is zero for {dead:.0%} of the samples; try stimulus='channel:0' "
+                           "or 'sqnorm' (--stimulus), or calibrated / trained weights")
+    for note in notes.values():
+        warnings.warn(note, SilentLayerWarning, stacklevel=3)
     metrics = {}
     for name, s in samples.items():
         H, W = s.shape[1:]
@@ -106,6 +156,8 @@ def _result(model, source, probe, T, samples, per_t, centres, t_sel, *, mode, of
         "layers": [r.name for r in probe.refs],
         "layer_kinds": {r.name: r.kind for r in probe.refs},
         "layer_shapes": {k: list(v) for k, v in probe.shapes.items()},
+        "layouts": {k: {"layout": str(v), "source": probe.layout_sources[k]} for k, v in probe.layouts.items()},
+        "warnings": list(notes.values()),
         "centre": {k: list(v) for k, v in centres.items()},
         "t_out": {k: v for k, v in t_sel.items()},
         "offset": list(offset),
@@ -123,11 +175,11 @@ def _result(model, source, probe, T, samples, per_t, centres, t_sel, *, mode, of
                                                                                   for k, v in samples.items()})
 
 
-def _prepare(model, inputs, layers, *, t_out, offset, mode, timesteps, n_samples, seed, input_size, feed):
+def _prepare(model, inputs, layers, *, t_out, offset, mode, timesteps, n_samples, seed, input_size, feed, layout):
     _check_mode(mode)
     source = make_source(inputs, n_samples, input_size, seed)
     T = infer_timesteps(model, timesteps, source.sample(0))
-    probe = probe_layers(model, source, layers, T, feed)
+    probe = probe_layers(model, source, layers, T, feed, layout=layout)
     centres = {n: centre_of(s, offset, n) for n, s in probe.shapes.items()}
     t_sel = {n: parse_t_out(t_out, s[0], n) for n, s in probe.shapes.items()}
     return source, T, probe, centres, t_sel
@@ -147,6 +199,8 @@ def spatial_erf(
     seed: int = 0,
     input_size: Sequence[int] | None = None,
     feed: str = "auto",
+    layout=None,
+    stimulus: str = "sum",
     n_boot: int = 200,
     progress: bool = True,
     label: str | None = None,
@@ -166,6 +220,9 @@ def spatial_erf(
         timesteps: T of the input leaf (default: the inputs' T, else ``model.timesteps``/``model.cfg.timesteps``).
         seed: seeds the noise and the bootstrap.
         feed: ``"sequence"`` passes ``[T, B, C, H, W]``, ``"frame"`` passes ``[B, C, H, W]``, ``"auto"`` probes.
+        layout: the layers' output layouts where they cannot be inferred (:mod:`~spikescope.erf.layouts`): one spec
+            (``"BHWC"``, ``"BNC:14x14+1"``, ``"windows:56x56/7/3"``) for every layer or ``{layer or glob: spec}``.
+        stimulus: ``"sum"`` (every channel), ``"channel:K"`` or ``"sqnorm"`` (module docstring).
         n_boot: bootstrap resamples for the metric intervals (0: none).
 
     Returns:
@@ -180,10 +237,12 @@ def spatial_erf(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    stim_kind = parse_stimulus(stimulus)
+    notes: dict[str, str] = {}
     with erf_mode(model):
         source, T, probe, centres, t_sel = _prepare(
             model, inputs, layers, t_out=t_out, offset=offset, mode=mode, timesteps=timesteps,
-            n_samples=n_samples, seed=seed, input_size=input_size, feed=feed,
+            n_samples=n_samples, seed=seed, input_size=input_size, feed=feed, layout=layout,
         )
         names = [r.name for r in probe.refs]
         acc = _Accumulator(names, len(source))
@@ -195,21 +254,29 @@ def spatial_erf(
                 idx = list(range(lo, min(lo + batch_size, len(source))))
                 leaf = make_leaf(source.batch(idx), probe.leaf_T, model)
                 with torch.enable_grad():
-                    ys = forward_layers(model, leaf, probe.refs, probe.feed, T)
-                    for i, name in enumerate(names):
+                    ys = forward_layers(model, leaf, probe.refs, probe.feed, T, layouts=probe.layouts)
+                    for name in names:
                         y = ys[name]
-                        stim = _stimulus(y, t_sel[name], centres[name], mode)
+                        stim = _stimulus(y, t_sel[name], centres[name], mode, stim_kind)
                         (g,) = torch.autograd.grad(
-                            y, leaf, stim, retain_graph=i < len(names) - 1, allow_unused=True
+                            y, leaf, stim, retain_graph=True, allow_unused=True
                         ) if y.requires_grad else (None,)
+                        if lo == 0 and stim_kind[0] == "sum":  # the silent-layer check, first batch only
+                            one = _stimulus(y, t_sel[name], centres[name], mode, ("channel", 0))
+                            (g1,) = torch.autograd.grad(y, leaf, one, retain_graph=True, allow_unused=True) \
+                                if y.requires_grad else (None,)
+                            note = _silent_note(name, g, g1)
+                            if note:
+                                notes[name] = note
                         acc.add(name, g, leaf, mode)
                 del ys, leaf
                 bar.update(len(idx))
         elapsed = time.perf_counter() - start
     samples, per_t = acc.finish()
-    extra = {"method": "batched", "batch_size": batch_size, "seconds": elapsed, **(extra_meta or {})}
+    extra = {"method": "batched", "batch_size": batch_size, "seconds": elapsed, "stimulus": stimulus,
+             **(extra_meta or {})}
     return _result(model, source, probe, T, samples, per_t, centres, t_sel, mode=mode, offset=offset, seed=seed,
-                   n_boot=n_boot, label=label or type(model).__name__, extra=extra)
+                   n_boot=n_boot, label=label or type(model).__name__, extra=extra, notes=notes)
 
 
 def spatial_erf_loop(
@@ -225,6 +292,8 @@ def spatial_erf_loop(
     seed: int = 0,
     input_size: Sequence[int] | None = None,
     feed: str = "auto",
+    layout=None,
+    stimulus: str = "sum",
     n_boot: int = 0,
     param_grads: bool = True,
     progress: bool = False,
@@ -235,10 +304,11 @@ def spatial_erf_loop(
     parameters' ``.grad``; otherwise only the input gradient is taken. The reference for :func:`spatial_erf`
     (same arguments, same maps) and the baseline of ``benchmarks/erf.py``.
     """
+    stim_kind = parse_stimulus(stimulus)
     with erf_mode(model, param_grads=param_grads):
         source, T, probe, centres, t_sel = _prepare(
             model, inputs, layers, t_out=t_out, offset=offset, mode=mode, timesteps=timesteps,
-            n_samples=n_samples, seed=seed, input_size=input_size, feed=feed,
+            n_samples=n_samples, seed=seed, input_size=input_size, feed=feed, layout=layout,
         )
         names = [r.name for r in probe.refs]
         acc = _Accumulator(names, len(source))
@@ -249,8 +319,8 @@ def spatial_erf_loop(
             for k in range(len(source)):
                 leaf = make_leaf(source.batch([k]), probe.leaf_T, model)
                 with torch.enable_grad():
-                    y = forward_layers(model, leaf, [ref], probe.feed, T)[ref.name]
-                    stim = _stimulus(y, t_sel[ref.name], centres[ref.name], mode)
+                    y = forward_layers(model, leaf, [ref], probe.feed, T, layouts=probe.layouts)[ref.name]
+                    stim = _stimulus(y, t_sel[ref.name], centres[ref.name], mode, stim_kind)
                     if param_grads:
                         y.backward(stim)
                         g = leaf.grad
@@ -260,6 +330,6 @@ def spatial_erf_loop(
                 acc.add(ref.name, g, leaf, mode)
         elapsed = time.perf_counter() - start
     samples, per_t = acc.finish()
-    extra = {"method": "per-sample loop", "batch_size": 1, "seconds": elapsed}
+    extra = {"method": "per-sample loop", "batch_size": 1, "seconds": elapsed, "stimulus": stimulus}
     return _result(model, source, probe, T, samples, per_t, centres, t_sel, mode=mode, offset=offset, seed=seed,
                    n_boot=n_boot, label=type(model).__name__, extra=extra)

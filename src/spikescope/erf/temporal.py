@@ -115,7 +115,7 @@ def temporal_erf(
                 idx = list(range(lo, min(lo + batch_size, N)))
                 leaf = make_leaf(source.batch(idx), T, model)
                 with torch.enable_grad():
-                    y = forward_layers(model, leaf, probe.refs, "sequence", T, replace)[name]
+                    y = forward_layers(model, leaf, probe.refs, "sequence", T, replace, probe.layouts)[name]
                     for t in range(T):
                         stim = torch.zeros_like(y)
                         stim[t, :, :, centre[0], centre[1]] = 1.0

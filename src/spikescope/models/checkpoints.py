@@ -21,7 +21,7 @@ from torch import nn
 
 __all__ = [
     "CheckpointError", "CheckpointMismatchError", "LoadReport", "read_state_dict", "load_checkpoint",
-    "save_checkpoint_atomic", "convert_checkpoint",
+    "save_checkpoint_atomic", "convert_checkpoint", "trained_model", "checkpoint_options",
 ]
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state", "model_state_dict", "module")
@@ -154,6 +154,33 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
         )
     model.load_state_dict(fitting, strict=False)
     return report
+
+
+def trained_model(path: str | os.PathLike) -> tuple[str, dict] | None:
+    """``(model name, options)`` recorded in a checkpoint written by ``spikescope train`` (its resolved config);
+    ``None`` for other files (released weights, converted files, unreadable files)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not readable here: load_checkpoint reports it
+        return None
+    model = obj.get("config", {}).get("model") if isinstance(obj, Mapping) else None
+    if not isinstance(model, Mapping) or not model.get("name"):
+        return None
+    return str(model["name"]), dict(model.get("options") or {})
+
+
+def checkpoint_options(name: str, overrides: Mapping, path: str | os.PathLike) -> dict:
+    """The options to build ``name`` with so that ``path`` loads: a training checkpoint's recorded options, updated
+    by ``overrides``; raises :class:`CheckpointError` naming the model it was trained as when that is not ``name``."""
+    recorded = trained_model(path)
+    if recorded is None:
+        return dict(overrides)
+    trained, options = recorded
+    if trained != name:
+        shown = ",".join(f"{k}={v}" for k, v in options.items())
+        raise CheckpointError(f"{path} was trained as {trained}" + (f" ({shown})" if shown else "")
+                              + f", not {name}; pass --model {trained} (its options are read from the file)")
+    return {**options, **overrides}
 
 
 def save_checkpoint_atomic(obj: object, path: str | os.PathLike) -> None:

@@ -102,8 +102,9 @@ class BlockSpec:
     sepconv_dw_norm: bool  # BN + spike after the SepConv depthwise conv (v3)
     transformer_sepconv: bool  # a SepConv_3 token mixer in each transformer block (v3)
     attn_v_ratio: int  # V width / C
-    attn_scale: float | None  # None: 2 / sqrt(head dim)
+    attn_scale: float | None  # None: attn_scale_factor / sqrt(head dim)
     attn_proj: ProjFactory  # q/k/v/out projection
+    attn_scale_factor: float = 2.0  # the multiplier of head_dim^-1/2 when attn_scale is None
 
 
 class Stage(nn.Module):
@@ -139,8 +140,9 @@ class MetaSDT(nn.Module):
             return ConvBlock(SepConv(dim, 7, n, dw_norm=spec.sepconv_dw_norm), mixer)
 
         def transformer_block(dim: int) -> TransformerBlock:
+            scale = spec.attn_scale if spec.attn_scale is not None else spec.attn_scale_factor * (dim // cfg.heads) ** -0.5
             attn = MetaSpikeDrivenSelfAttention(
-                dim, n, spec.attn_neuron, cfg.heads, spec.attn_v_ratio, spec.attn_scale, spec.attn_proj
+                dim, n, spec.attn_neuron, cfg.heads, spec.attn_v_ratio, scale, spec.attn_proj
             )
             token = SepConv(dim, 3, n, dw_norm=spec.sepconv_dw_norm) if spec.transformer_sepconv else None
             return TransformerBlock(attn, MLP(dim, cfg.mlp_ratio, n), token)

@@ -13,6 +13,8 @@ import dataclasses
 import difflib
 import fnmatch
 import inspect
+import re
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +34,8 @@ __all__ = [
     "count_parameters",
     "apply_overrides",
     "parse_overrides",
+    "parse_value",
+    "split_options",
     "register_sizes",
 ]
 
@@ -111,8 +115,35 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
-def create_model(name: str, pretrained: str | None = None, **overrides) -> nn.Module:
-    """Build a registered model; ``overrides`` go to its builder, ``pretrained`` is a checkpoint path to load."""
+class _InputCheck:
+    """Forward pre-hook: the model's input must be a tensor without NaN/inf (``model.check_inputs = False`` skips
+    the finiteness pass). A NaN input would otherwise read as "no spike" and give a finite, wrong output."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, module: nn.Module, args: tuple) -> None:
+        if not args:
+            return
+        x = args[0]
+        if not isinstance(x, torch.Tensor):
+            kind = f"{type(x).__module__}.{type(x).__qualname__}".removeprefix("builtins.")
+            raise TypeError(f"{self.name}: the input must be a torch.Tensor, got {kind}; convert it with "
+                            "torch.as_tensor(x, dtype=torch.float32)")
+        if getattr(module, "check_inputs", True) and x.is_floating_point() and x.device.type != "meta":
+            bad = (~torch.isfinite(x)).sum()
+            if bad.item():
+                raise ValueError(f"{self.name}: the input holds {bad.item()} NaN/inf values of {x.numel()} (a model "
+                                 "would read them as 'no spike'); clean the data, or set model.check_inputs = False "
+                                 "(create_model(..., check_inputs=False)) to skip this check")
+
+
+def create_model(name: str, pretrained: str | None = None, check_inputs: bool = True, **overrides) -> nn.Module:
+    """Build a registered model; ``overrides`` go to its builder, ``pretrained`` is a checkpoint path to load.
+
+    The model refuses inputs that are not tensors and, unless ``check_inputs=False`` (or later
+    ``model.check_inputs = False``), inputs holding NaN/inf values.
+    """
     info = model_info(name)
     accepted = inspect.signature(info.builder).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
@@ -121,6 +152,8 @@ def create_model(name: str, pretrained: str | None = None, **overrides) -> nn.Mo
         options = [k for k, p in accepted.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         raise TypeError(f"{name}: unknown option(s) {unknown}; this model accepts {options}")
     model = info.builder(**overrides)
+    model.check_inputs = check_inputs
+    model.register_forward_pre_hook(_InputCheck(name))
     if pretrained is not None:
         from .checkpoints import load_checkpoint
 
@@ -128,15 +161,59 @@ def create_model(name: str, pretrained: str | None = None, **overrides) -> nn.Mo
     return model
 
 
-def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["mixer=srb", "T=4"]`` (command-line ``--set`` values) -> ``{"mixer": "srb", "T": 4}``, YAML-typed values."""
+def split_options(text: str) -> list[str]:
+    """``"a=1,widths=[16,32],b=x"`` -> ``["a=1", "widths=[16,32]", "b=x"]``: split on commas outside brackets.
+
+    Unbalanced ``[]`` / ``{}`` / ``()`` raise ``ValueError`` naming the text.
+    """
+    parts, depth, start = [], [], 0
+    pairs = {"]": "[", "}": "{", ")": "("}
+    for i, ch in enumerate(text):
+        if ch in "[{(":
+            depth.append(ch)
+        elif ch in pairs:
+            if not depth or depth.pop() != pairs[ch]:
+                raise ValueError(f"unbalanced {ch!r} in options {text!r}")
+        elif ch == "," and not depth:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ValueError(f"unclosed {depth[-1]!r} in options {text!r}")
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_overrides(items: Sequence[str] | str | None) -> dict[str, Any]:
+    """``["mixer=srb", "T=4", "widths=[16,32]"]`` (``--set`` values) -> ``{"mixer": "srb", "T": 4, "widths": [16, 32]}``.
+
+    Values are YAML-typed. A single string is first split on its top-level commas (:func:`split_options`), as in
+    the ``NAME:k=v,...`` model specs. A malformed item raises a one-line ``ValueError`` naming it.
+    """
+    if isinstance(items, str):
+        items = split_options(items)
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"expected key=value, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = parse_value(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"cannot parse the value of {item!r}: {problem} (a list is written k=[1,2])") from None
     return out
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value parsed as YAML, except that every number a user would type is a number: YAML 1.1 reads
+    ``1e-3``, ``1e9`` and ``inf`` as strings, here they are floats."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def apply_overrides(config, overrides: dict, who: str):
@@ -148,7 +225,24 @@ def apply_overrides(config, overrides: dict, who: str):
     unknown = [k for k in overrides if k not in names]
     if unknown:
         raise TypeError(f"{who}: unknown option(s) {unknown}; this model accepts {names}")
+    _check_option_types(type(config), overrides, who)
     return dataclasses.replace(config, **overrides)
+
+
+_SCALARS = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
+def _check_option_types(cls: type, overrides: dict, who: str) -> None:
+    """Scalar options (``int``, ``float``, ``bool``, ``str`` fields) of the wrong type raise naming the option."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotations: leave the check to the model
+        return
+    for key, value in overrides.items():
+        accepted = _SCALARS.get(hints.get(key))
+        if accepted and (not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted)):
+            raise TypeError(f"{who}: option {key}={value!r} must be {hints[key].__name__}, not "
+                            f"{type(value).__name__}")
 
 
 def register_sizes(

@@ -11,7 +11,10 @@ mixer ratio 4; parameters with the 1000-class head, counted from the released st
 
 Options of every size: ``mixer="conv"|"mlpixer"|"srb"``, ``mixer_ratio`` (4; MLPixer also 6),
 ``mixer_layout="raster"|"pointwise"`` (MLPixer/SRB; raster = the released code), ``mixer_drop`` (``None`` = as
-released: 0.2 for MLPixer/SRB, 0 for conv), ``num_classes``, ``T``, ``spike_max`` (D), ``heads``, ``mlp_ratio``.
+released: 0.2 for MLPixer/SRB, 0 for conv), ``num_classes``, ``T``, ``spike_max`` (D), ``heads``, ``mlp_ratio``,
+``attn_scale_factor``: the attention product is scaled by ``attn_scale_factor * (C/heads)^-1/2``; 2 (default) as the
+trained SDT-v3 and the authors' detection/segmentation backbones, 1 as the model file their ERF script imports
+(``erf_sdt/models/sdtv3.py`` of EricZhang1412/Spatial-temporal-ERF, where the x2 is commented out).
 
 The authors' released state dicts load with :func:`spikescope.models.load_checkpoint` through
 :meth:`SDTv3.remap_checkpoint`.
@@ -28,7 +31,7 @@ from ..neurons import IntegerSpike
 from .meta_sdt import DEPTHS, RELEASED_LAYOUT_RULES, BlockSpec, MetaSDT, compile_key_rules, rename_key
 from .registry import register_sizes
 
-__all__ = ["SDTv3Config", "SDTv3", "SIZES", "ERF_LAYERS", "remap_sdt_v3_keys"]
+__all__ = ["SDTv3Config", "SDTv3", "SIZES", "ERF_LAYERS", "ERF_PROTOCOL", "remap_sdt_v3_keys"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class SDTv3Config:
     mixer_ratio: int = 4
     mixer_layout: str = "raster"
     mixer_drop: float | None = None
+    attn_scale_factor: float = 2.0  # attention product x factor * (C/heads)^-1/2; 1.0 = the ERF script's model file
 
 
 SIZES = {
@@ -59,6 +63,10 @@ ERF_LAYERS: dict[str, tuple[str, ...]] = {
     f"sdt_v3_{size}": tuple(f"stage{s}.blocks.{i}.attn.proj" for s in (3, 4) for i in range(DEPTHS[s - 1]))
     for size in SIZES
 }
+#: How the authors' ERF script ran SDT-v3 (``compute_erf_sdt``): 60 noise runs, the stimulus 5 columns right of the
+#: centre, the attention scale of the model file it imports (d^-1/2); T = 1, so every output timestep is the one.
+ERF_PROTOCOL = {"model": "sdt_v3_s", "checkpoint": "V3_5.1M_1x4.pth", "runs": 60, "t_out": "all", "offset": (0, 5),
+                "overrides": {"attn_scale_factor": 1.0}}
 
 # The authors' key names -> ours: the shared layout rules, then SDT-v3's SepConv (conv + BN pairs) and attention.
 _KEY_RULES = compile_key_rules(
@@ -93,8 +101,9 @@ def _spec(cfg: SDTv3Config) -> BlockSpec:
         sepconv_dw_norm=True,
         transformer_sepconv=True,
         attn_v_ratio=4,
-        attn_scale=None,  # 2 / sqrt(C / heads)
+        attn_scale=None,  # attn_scale_factor / sqrt(C / heads)
         attn_proj=conv1x1_bn,
+        attn_scale_factor=cfg.attn_scale_factor,
     )
 
 

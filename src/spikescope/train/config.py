@@ -7,6 +7,8 @@ keys, values of the wrong type and a missing data directory raise :class:`Config
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ import yaml
 
 from ..data.static import ImageRecipe
 from ..data.synthetic import SyntheticConfig
+from ..models.registry import parse_value
 
 __all__ = [
     "ConfigError",
@@ -31,6 +34,7 @@ __all__ = [
     "config_to_dict",
     "apply_set",
     "check_paths",
+    "resume_changes",
     "EVENT_DATASETS",
 ]
 
@@ -47,6 +51,7 @@ class ModelSection:
     name: str = ""  # a registered model name (`spikescope models`)
     options: dict[str, Any] = field(default_factory=dict)  # keyword overrides of the builder
     pretrained: str | None = None  # checkpoint to start from
+    check_inputs: bool = True  # refuse NaN/inf model inputs (one isfinite pass per batch); false turns it off
 
 
 @dataclass
@@ -62,6 +67,7 @@ class DataSection:
     cache_dir: str | None = None  # None: <root>/frames_cache
     augment: bool = False  # event flip + translate (the CIFAR10-DVS recipe)
     split_seed: int | None = None  # None: the paper's (3404 CIFAR10-DVS, 3402 N-Caltech101)
+    allow_missing_classes: bool = False  # a missing/empty class folder: warn and train on the rest (labels unchanged)
     batch_size: int = 16  # per process
     eval_batch_size: int | None = None
     num_workers: int = 0
@@ -221,8 +227,7 @@ def _check_values(cfg: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}: must be >= 1, got {value}")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"optim.lr: must be > 0, got {cfg.optim.lr}")
+    _check_ranges(cfg)
     timesteps = cfg.model.options.get("timesteps")
     if cfg.data.name in EVENT_DATASETS and isinstance(timesteps, int) and timesteps != cfg.data.num_frames:
         raise ConfigError(
@@ -231,6 +236,80 @@ def _check_values(cfg: Config) -> None:
         )
     if not cfg.model.name:
         raise ConfigError("model.name: missing; give a registered model name (`spikescope models` lists them)")
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Numbers outside the range where they mean anything (NaN and inf included) raise naming the key."""
+    o, t = cfg.optim, cfg.train
+    ranges = [  # key, value, low, high, low inclusive, high inclusive
+        ("optim.lr", o.lr, 0.0, math.inf, False, False),
+        ("optim.weight_decay", o.weight_decay, 0.0, math.inf, True, False),
+        ("optim.momentum", o.momentum, 0.0, 1.0, True, True),
+        ("optim.eps", o.eps, 0.0, math.inf, False, False),
+        ("optim.momentum_decay", o.momentum_decay, 0.0, math.inf, True, False),
+        ("optim.clip_grad", o.clip_grad, 0.0, math.inf, False, False),
+        ("schedule.warmup_epochs", cfg.schedule.warmup_epochs, 0, math.inf, True, False),
+        ("schedule.warmup_lr", cfg.schedule.warmup_lr, 0.0, math.inf, True, False),
+        ("schedule.min_lr", cfg.schedule.min_lr, 0.0, math.inf, True, False),
+        ("schedule.decay_epochs", cfg.schedule.decay_epochs, 1, math.inf, True, False),
+        ("schedule.decay_rate", cfg.schedule.decay_rate, 0.0, math.inf, False, False),
+        ("train.label_smoothing", t.label_smoothing, 0.0, 1.0, True, False),
+        ("train.tet_lambda", t.tet_lambda, 0.0, 1.0, True, True),
+        ("train.ema_decay", t.ema_decay, 0.0, 1.0, True, True),
+        ("data.num_workers", cfg.data.num_workers, 0, math.inf, True, False),
+    ]
+    if o.betas is not None:
+        ranges += [(f"optim.betas[{i}]", b, 0.0, 1.0, True, False) for i, b in enumerate(o.betas)]
+    for i, side in enumerate(cfg.data.resize or ()):
+        ranges.append((f"data.resize[{i}]", side, 1, math.inf, True, False))
+    for key, value, low, high, low_in, high_in in ranges:
+        if value is None:
+            continue
+        above = value >= low if low_in else value > low
+        below = value <= high if high_in else value < high
+        if not (above and below):  # NaN fails both
+            interval = f"{'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+            raise ConfigError(f"{key}: {value!r} is outside {interval}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", t.device):
+        raise ConfigError(f"train.device: {t.device!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def resume_changes(stored: dict, new: dict) -> tuple[list[str], list[str]]:
+    """``(cannot resume, can resume)``: the keys whose value differs between the config a ``last.pt`` was written
+    with and the new one, each as ``"key: old -> new"``. The model and optimiser type and EMA decide what the
+    checkpoint's tensors fit; paths, workers, device and progress bars never matter."""
+    old_flat, new_flat = _flatten(stored), _flatten(new)
+    refused, changed = [], []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        one_sided = key not in old_flat or key not in new_flat  # a field added or removed since: its default
+        if key.startswith(_RESUME_IGNORED) or (one_sided and not key.startswith("model.options.")):
+            continue
+        old, cur = old_flat.get(key, "<unset>"), new_flat.get(key, "<unset>")
+        if old != cur:
+            (refused if key.startswith(_RESUME_REFUSED) else changed).append(f"{key}: {old!r} -> {cur!r}")
+    return refused, changed
+
+
+_RESUME_REFUSED = ("model.name", "model.options", "optim.name", "train.ema")
+_RESUME_IGNORED = ("model.pretrained", "model.check_inputs", "data.root", "data.cache_dir", "data.num_workers",
+                   "data.eval_batch_size", "train.out_dir", "train.run_name", "train.device", "train.progress")
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not name.startswith("model.options"):
+            out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, dict):
+            out.update({f"{name}.{k}": _plain(v) for k, v in value.items()})
+        else:
+            out[name] = _plain(value)
+    return out
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
 
 
 def config_to_dict(cfg) -> dict:
@@ -257,7 +336,16 @@ def apply_set(values: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = parse_value(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot parse {raw!r} ({_yaml_reason(err)})") from None
+
+
+def _yaml_reason(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), values: dict | None = None) -> Config:
@@ -270,7 +358,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), value
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_reason(err)})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         values = loaded

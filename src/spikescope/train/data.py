@@ -11,7 +11,7 @@ from ..data.static import build_static_dataset
 from .config import DataSection
 from .distributed import DistInfo
 
-__all__ = ["build_datasets", "build_loaders", "ShardSampler", "num_classes_of"]
+__all__ = ["build_datasets", "build_loaders", "ShardSampler", "num_classes_of", "check_num_classes"]
 
 _EVENT = {"dvs128_gesture": DVS128Gesture, "cifar10_dvs": CIFAR10DVS, "ncaltech101": NCaltech101}
 
@@ -32,12 +32,15 @@ def build_datasets(cfg: DataSection) -> tuple[Dataset, Dataset]:
     if cfg.name == "synthetic":
         root, cls = _ensure_synthetic(cfg), DVS128Gesture
         kwargs["sensor_size"] = cfg.sensor_size or (cfg.synthetic.size, cfg.synthetic.size)
+        kwargs["classes"] = [str(i) for i in range(cfg.synthetic.num_classes)]
     else:
         root, cls = Path(cfg.root), _EVENT[cfg.name]
         if cfg.sensor_size is not None:
             kwargs["sensor_size"] = cfg.sensor_size
         if cfg.split_seed is not None and cfg.name != "dvs128_gesture":
             kwargs["split_seed"] = cfg.split_seed
+        if cfg.name != "dvs128_gesture":
+            kwargs["allow_missing_classes"] = cfg.allow_missing_classes
     train = cls(root, train=True, transform=FlipTranslate() if cfg.augment else None, **kwargs)
     return train, cls(root, train=False, **kwargs)
 
@@ -45,6 +48,16 @@ def build_datasets(cfg: DataSection) -> tuple[Dataset, Dataset]:
 def num_classes_of(dataset: Dataset) -> int | None:
     classes = getattr(dataset, "classes", None)
     return len(classes) if classes is not None else None
+
+
+def check_num_classes(cfg, num_classes: int | None) -> None:
+    """Refuse a model with fewer outputs (``model.options.num_classes``) than the dataset has classes."""
+    from .config import ConfigError
+
+    wanted = cfg.model.options.get("num_classes")
+    if num_classes is not None and isinstance(wanted, int) and wanted < num_classes:
+        raise ConfigError(f"model.options.num_classes: {wanted} outputs, but {cfg.data.name} has {num_classes} "
+                          f"classes; set model.options.num_classes={num_classes}")
 
 
 class ShardSampler(Sampler[int]):

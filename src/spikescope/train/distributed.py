@@ -34,6 +34,11 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device: {device!r} asked for, but torch sees no CUDA device here; "
+                         "use --set train.device=cpu (or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"train.device: {device!r}, but only {torch.cuda.device_count()} CUDA device(s) are visible")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local)
     if dev.type == "cuda":

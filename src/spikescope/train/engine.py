@@ -9,6 +9,8 @@ Launch on several GPUs or nodes with ``torchrun --nproc_per_node N -m spikescope
 """
 from __future__ import annotations
 
+import errno
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,14 +23,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..models import save_checkpoint_atomic
-from .config import Config, check_paths, config_to_dict
+from ..models import CheckpointError, save_checkpoint_atomic
+from .config import Config, ConfigError, check_paths, config_to_dict, resume_changes
 from .data import move
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
+from .guards import NonFiniteError, check_weights_finite, raise_non_finite_step, step_is_finite
 from .logs import TensorBoard, write_csv
 from .losses import as_time_first, readout_loss
 from .optim import build_optimizer, build_scheduler
-from .state import rng_state, seed_everything, set_rng_state
+from .state import (
+    check_run_dir,
+    clear_run_files,
+    rank_seed,
+    remove_stale_tmp,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from .tasks import get_task
 
 __all__ = ["FitResult", "fit", "evaluate", "train_iterations", "to_model_layout", "CHECKPOINT_FORMAT"]
@@ -96,10 +107,13 @@ def evaluate(model: nn.Module, loader, cfg: Config, dist: DistInfo, num_classes:
 
 
 def _train_epoch(model, loader, optimizer, scaler, ema, cfg: Config, dist: DistInfo, epoch: int) -> dict:
+    """One epoch. A non-finite loss or gradient stops the run (:class:`NonFiniteError`) before the step; under the
+    fp16 ``GradScaler`` such steps are skipped by the scaler and counted in ``skipped_steps``."""
     model.train()
     stats = torch.zeros(3, dtype=torch.float64, device=dist.device)  # n, loss sum, correct
+    skipped = 0
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not (cfg.train.progress and dist.is_main))
-    for batch in bar:
+    for step, batch in enumerate(bar):
         x, y = move(batch, dist.device)
         with _autocast(dist.device, cfg.train.amp):
             out = model(to_model_layout(x))
@@ -109,8 +123,14 @@ def _train_epoch(model, loader, optimizer, scaler, ema, cfg: Config, dist: DistI
         if cfg.optim.clip_grad:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+        if not scaler.is_enabled() and not step_is_finite(loss, model, dist):
+            raise_non_finite_step(loss, epoch, step)
+        scale = scaler.get_scale() if scaler.is_enabled() else None
         scaler.step(optimizer)
         scaler.update()
+        if scale is not None and scaler.get_scale() < scale:  # the scaler found inf/NaN gradients: step skipped
+            skipped += 1
+            continue
         if ema is not None:
             ema.update(_unwrap(model))
         with torch.no_grad():
@@ -119,8 +139,14 @@ def _train_epoch(model, loader, optimizer, scaler, ema, cfg: Config, dist: DistI
                               correct.double()])
         bar.set_postfix(loss=f"{loss.item():.4f}")
     all_reduce_sum(stats, dist)
+    if scaler.is_enabled() and skipped == len(loader):
+        raise NonFiniteError(f"epoch {epoch}: the fp16 GradScaler skipped all {skipped} steps (non-finite gradients "
+                             "at every scale); lower optim.lr or use train.amp=bf16")
     n = max(stats[0].item(), 1.0)
-    return {"train_loss": stats[1].item() / n, "train_acc1": 100 * stats[2].item() / n}
+    row = {"train_loss": stats[1].item() / n, "train_acc1": 100 * stats[2].item() / n}
+    if scaler.is_enabled():
+        row["skipped_steps"] = skipped
+    return row
 
 
 def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler, cfg: Config, dist: DistInfo,
@@ -184,23 +210,47 @@ def _gather_rng(dist: DistInfo) -> list:
 
 
 def fit(cfg: Config, resume: bool = False, stop_after: int | None = None,
-        model_fn: Callable[[], nn.Module] | None = None, datasets=None) -> FitResult:
-    """Train ``cfg``. ``resume``: continue from ``<run_dir>/last.pt``. ``stop_after``: end this call after that many
-    epochs (the run can be resumed). ``model_fn`` / ``datasets=(train, test)`` replace the registry model and the
-    config's datasets (tests, notebooks)."""
+        model_fn: Callable[[], nn.Module] | None = None, datasets=None, overwrite: bool = False,
+        accept_changes: bool = False) -> FitResult:
+    """Train ``cfg``. ``resume``: continue from ``<run_dir>/last.pt`` (a recipe changed since then is refused, or
+    with ``accept_changes`` listed and used). ``stop_after``: end this call after that many epochs (the run can be
+    resumed). ``overwrite``: replace the run already in ``run_dir`` (refused by default). ``model_fn`` /
+    ``datasets=(train, test)`` replace the registry model and the config's datasets (tests, notebooks)."""
     check_paths(cfg)
+    check_run_dir(cfg.run_dir, resume, overwrite)  # every rank, before the process group lets rank 0 write
     dist = setup_distributed(cfg.train.device)
     try:
-        return _fit(cfg, dist, resume, stop_after, model_fn, datasets)
+        return _fit(cfg, dist, resume, stop_after, model_fn, datasets, overwrite, accept_changes)
     finally:
         cleanup_distributed(dist)
 
 
-def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResult:
+def _read_last(last_path: Path, cfg: Config, accept_changes: bool, dist: DistInfo) -> dict:
+    """``last.pt`` for ``--resume``: readable, and written with this recipe (or ``accept_changes``)."""
+    if not last_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
+    try:
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, empty or not a checkpoint
+        raise CheckpointError(f"--resume: cannot read {last_path} ({type(err).__name__}); the file is truncated or "
+                              "not a checkpoint: start a new run with --overwrite") from None
+    refused, changed = resume_changes(ckpt.get("config") or {}, config_to_dict(cfg))
+    if refused:
+        raise ConfigError(f"--resume: {last_path} was trained with another model or optimiser ({'; '.join(refused)})"
+                          "; its tensors cannot continue under the new recipe: start a new run with --overwrite or "
+                          "--set train.run_name=NAME")
+    if changed and not accept_changes:
+        raise ConfigError(f"--resume: the recipe changed since {last_path} was written ({'; '.join(changed)}); "
+                          "pass --accept-changes (fit(..., accept_changes=True)) to continue with the new values")
+    if changed and dist.is_main:
+        print(f"resuming with a changed recipe: {'; '.join(changed)}", flush=True)
+    return ckpt
+
+
+def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets, overwrite, accept_changes) -> FitResult:
     run_dir = cfg.run_dir
     last_path = run_dir / "last.pt"
-    if resume and not last_path.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
+    ckpt = _read_last(last_path, cfg, accept_changes, dist) if resume else None
     seed_everything(cfg.train.seed)
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -223,10 +273,11 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
+    if dist.rank:  # ranks draw their own dropout / masks; rank 0 keeps the single-process stream
+        seed_everything(rank_seed(cfg.train.seed, dist.rank))
 
     start_epoch, history, best = 0, [], -1.0
-    if resume:
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
@@ -242,8 +293,12 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
 
     tb = None
     if dist.is_main:
+        if overwrite and not resume:
+            clear_run_files(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(run_dir)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        _write(run_dir / "log.csv", lambda p: write_csv(p, history))  # redoes a write cut off after last.pt
         tb = TensorBoard(run_dir / "tb")
     end = cfg.train.epochs if stop_after is None else min(cfg.train.epochs, start_epoch + stop_after)
     try:
@@ -263,13 +318,15 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
                 if ema is not None:
                     row[f"ema_{task.primary}"] = task.evaluate(ema.module, test_loader, cfg, dist)[task.primary]
             row["epoch_time_s"] = time.perf_counter() - t0
+            check_weights_finite(_unwrap(model), epoch)
             history.append(row)
-            improved = row.get(task.primary, -1.0) > best
-            best = max(best, row.get(task.primary, -1.0))
+            improved = row.get(task.primary, -1.0) > best and math.isfinite(row.get("test_loss", 0.0))
+            if improved:
+                best = row[task.primary]
             rng = _gather_rng(dist)
             if dist.is_main:
                 _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, history, rng, improved)
-                write_csv(run_dir / "log.csv", history)
+                _write(run_dir / "log.csv", lambda p: write_csv(p, history))
                 tb.log(row, epoch)
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
@@ -282,6 +339,9 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
 
 
 def _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, history, rng, improved) -> None:
+    """``best.pt`` (if improved) before ``last.pt``: a crash between the two resumes from the previous epoch, which
+    redoes this one bit-exactly and writes both again; ``log.csv`` follows and is rewritten on resume. A full disk
+    ends the run with one line, the previous files intact."""
     weights = _unwrap(model).state_dict()
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -296,6 +356,18 @@ def _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, h
         "rng": rng,
         "config": config_to_dict(cfg),
     }
-    save_checkpoint_atomic(state, run_dir / "last.pt")
     if improved:
-        save_checkpoint_atomic({"model": weights, "epoch": epoch, "config": config_to_dict(cfg)}, run_dir / "best.pt")
+        best_state = {"format": CHECKPOINT_FORMAT, "model": weights, "epoch": epoch, "config": config_to_dict(cfg)}
+        _write(run_dir / "best.pt", lambda p: save_checkpoint_atomic(best_state, p))
+    _write(run_dir / "last.pt", lambda p: save_checkpoint_atomic(state, p))
+
+
+def _write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(path)``; a full disk (ENOSPC, EDQUOT) becomes one line saying the previous file is intact."""
+    try:
+        write(path)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise OSError(err.errno, f"no space left on the device writing {path}; the previous {path.name} is intact: "
+                      "free space, then continue with --resume") from None

@@ -77,8 +77,9 @@ def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overr
 def format_report(res: dict) -> str:
     if res.get("task", "classification") != "classification":
         return get_task(res["task"]).format_report(res)
+    top5 = f"top-5 {res['acc5']:.2f} %  " if len(res["per_class_acc"]) > 5 else ""  # 5 or fewer classes: always 100
     lines = [f"{res['model']}  {res['checkpoint']}",
-             f"top-1 {res['acc1']:.2f} %  top-5 {res['acc5']:.2f} %  loss {res['loss']:.4f}  ({res['samples']} samples)",
+             f"top-1 {res['acc1']:.2f} %  {top5}loss {res['loss']:.4f}  ({res['samples']} samples)",
              "", "per-class accuracy (%):"]
     lines += [f"  {name}: {acc:.2f}" for name, acc in res["per_class_acc"].items()]
     lines += ["", "firing rates (mean output per neuron and timestep):"]

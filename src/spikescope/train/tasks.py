@@ -94,12 +94,16 @@ class ClassificationTask:
     def build_model(self, cfg: Config) -> nn.Module:
         from ..models import create_model
 
-        return create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.options)
+        return create_model(cfg.model.name, pretrained=cfg.model.pretrained, check_inputs=cfg.model.check_inputs,
+                            **cfg.model.options)
 
     def build_loaders(self, train_set, test_set, cfg: Config, dist):
-        from .data import build_loaders
+        from .data import build_loaders, check_num_classes, num_classes_of
 
-        return build_loaders(train_set, test_set, cfg.data, dist, cfg.train.seed)
+        loaders = build_loaders(train_set, test_set, cfg.data, dist, cfg.train.seed)
+        self._num_classes = num_classes_of(test_set)
+        check_num_classes(cfg, self._num_classes)
+        return loaders
 
     def train_epoch(self, model, loader, optimizer, scaler, ema, scheduler, cfg: Config, dist, epoch: int) -> dict:
         from .engine import _train_epoch
@@ -109,7 +113,7 @@ class ClassificationTask:
     def evaluate(self, model: nn.Module, loader, cfg: Config, dist) -> dict:
         from .engine import evaluate
 
-        res = evaluate(model, loader, cfg, dist)
+        res = evaluate(model, loader, cfg, dist, getattr(self, "_num_classes", None))
         return {"test_loss": res["loss"], "test_acc1": res["acc1"], "test_acc5": res["acc5"]}
 
 

@@ -3,25 +3,37 @@
 1. Spatial ERF of SDT-v3-S at the stage-1 and stage-2 outputs for the conv, MLPixer and SRB channel mixers
    (random weights, BN statistics calibrated on noise), side by side on one colour scale per stage.
 2. Temporal ERF (T x T matrix and decay fit) of a LIF stack for two membrane time constants.
-3. A small SMA-VGG trained on synthetic events (:func:`spikescope.train.demo.train_demo`), and its spatial ERF.
+3. A small SMA-VGG trained on synthetic events (:func:`spikescope.demo.training.train_demo`), and its spatial ERF.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import torch
 
-from .erf import plots, spatial_erf, temporal_erf
-from .erf.runner import ModelSpec, build_model
+from ..erf import plots, spatial_erf, temporal_erf
+from ..erf.runner import ModelSpec, build_model
 
 __all__ = ["run_demo"]
 
 MIXERS = ("conv", "mlpixer", "srb")
 
 
+class _Say:
+    """Progress lines ``[demo  12 s] ...`` on stdout (flushed), silent when ``quiet``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.start = quiet, time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[demo {time.perf_counter() - self.start:4.0f} s] {text}", flush=True)
+
+
 def _spatial_specs(quick: bool) -> tuple[list[ModelSpec], list[str], tuple[int, int, int], str]:
-    size = (3, 64, 64) if quick else (3, 224, 224)
+    size = (3, 64, 64) if quick else (3, 128, 128)
     specs = [ModelSpec("sdt_v3_s", {"mixer": m}, None) for m in MIXERS]
     return specs, ["stage1", "stage2"], size, "SDT-v3-S (mixer = conv / MLPixer / SRB)"
 
@@ -33,18 +45,22 @@ def _fmt(entry: dict | None, digits: int = 3) -> str:
     return f"{v:.{digits}g}" + (f" [{ci[0]:.{digits}g}, {ci[1]:.{digits}g}]" if ci else "")
 
 
-def _spatial_part(out: Path, quick: bool, lines: list[str]) -> None:
+def _spatial_part(out: Path, quick: bool, lines: list[str], say: _Say) -> None:
     specs, layers, size, what = _spatial_specs(quick)
     n, batch = (2, 2) if quick else (8, 4)
+    calib_batches, calib_batch_size = (1, 2) if quick else (2, 4)
     results = {}
     weights = ""
-    for spec in specs:
-        model, size_, T, weights = build_model(spec, input_size=size, seed=0, calib_batches=1 if quick else 2,
-                                               calib_batch_size=2 if quick else 4)
+    for i, spec in enumerate(specs, 1):
+        say(f"1/3 spatial ERF, model {i}/{len(specs)} {spec.label}: BN calibration on {calib_batches}x"
+            f"{calib_batch_size} noise images {size[1]}x{size[2]}")
+        model, size_, T, weights = build_model(spec, input_size=size, seed=0, calib_batches=calib_batches,
+                                               calib_batch_size=calib_batch_size)
+        say(f"1/3 spatial ERF, model {i}/{len(specs)} {spec.label}: ERF of {', '.join(layers)} on {n} images")
         r = spatial_erf(model, "noise", layers, n_samples=n, input_size=size_, batch_size=batch, timesteps=T,
-                        n_boot=0 if quick else 50, progress=False, label=spec.label,
+                        n_boot=0 if quick else 50, progress=not say.quiet, label=spec.label,
                         extra_meta={"weights": weights})
-        r.save(out / "spatial" / spec.label, figures=False)
+        r.save(out / "spatial" / spec.slug, figures=False)
         results[spec.label] = r
     plots.plot_layers(results, out / "spatial_compare")
     lines += [
@@ -77,8 +93,8 @@ def _spatial_part(out: Path, quick: bool, lines: list[str]) -> None:
     ]
 
 
-def _temporal_part(out: Path, quick: bool, lines: list[str]) -> None:
-    T, n, size = (6, 4, (1, 32, 32)) if quick else (8, 16, (1, 64, 64))
+def _temporal_part(out: Path, quick: bool, lines: list[str], say: _Say) -> None:
+    T, n, size = (6, 4, (1, 32, 32)) if quick else (8, 16, (1, 32, 32))
     runs = []  # (label, tau, result)
     for tau in (2.0, 4.0):
         for depth, output, layer, init in ((1, "membrane", "acts.0", "uniform"), (5, "spikes", "layer5", "xavier")):
@@ -86,9 +102,10 @@ def _temporal_part(out: Path, quick: bool, lines: list[str]) -> None:
                                              "channels": 1 if depth == 1 else 4, "init": init}, None)
             model, _, _, weights = build_model(spec, input_size=size)
             label = f"{depth} LIF layer{'s' if depth > 1 else ''}, tau={tau:g}, {output}"
+            say(f"2/3 temporal ERF {len(runs) + 1}/4: {label}")
             inputs = "noise" if depth > 1 else 0.05 * torch.randn(T, n, *size, generator=torch.Generator().manual_seed(0))
             r = temporal_erf(model, inputs, layer, output=output, n_samples=n, input_size=size, batch_size=n,
-                             timesteps=T, n_boot=0 if quick else 100, progress=False, label=label,
+                             timesteps=T, n_boot=0 if quick else 100, progress=not say.quiet, label=label,
                              extra_meta={"weights": weights})
             r.save(out / "temporal" / f"lif{depth}_tau{tau:g}_{output}", figures=False)
             runs.append((label, tau, depth, r))
@@ -105,7 +122,7 @@ def _temporal_part(out: Path, quick: bool, lines: list[str]) -> None:
     ]
     memory = {}
     for label, tau, depth, r in runs:
-        from .erf import terf_curve
+        from ..erf import terf_curve
 
         curve = terf_curve(r.matrix)
         memory[(depth, tau)] = curve[-1] / curve[0] if curve[0] > 0 else float("nan")
@@ -126,18 +143,20 @@ def _temporal_part(out: Path, quick: bool, lines: list[str]) -> None:
     ]
 
 
-def _training_part(out: Path, quick: bool, lines: list[str]) -> None:
+def _training_part(out: Path, quick: bool, lines: list[str], say: _Say) -> None:
     """Train the small SMA-VGG on synthetic events, then measure the spatial ERF of the trained model."""
-    from .train.data import build_datasets
-    from .train.demo import train_demo
+    from ..train.data import build_datasets
+    from .training import train_demo
 
-    summary = train_demo(out / "train", quick)
+    say("3/3 training the small SMA-VGG8 on synthetic events (one line per epoch; the first run writes the data)")
+    summary = train_demo(out / "train", quick, progress=not say.quiet)
     model = summary["model"]
     _, test_set = build_datasets(summary["config"].data)
     n = min(len(test_set), 4 if quick else 16)
     frames = torch.stack([test_set[i][0] for i in range(n)], dim=1)  # [T, N, 2, H, W]
     layers = ["stage2", "stage3"]
-    r = spatial_erf(model, frames, layers, batch_size=8, n_boot=0 if quick else 50, progress=False,
+    say(f"3/3 spatial ERF of the trained model on {n} test samples")
+    r = spatial_erf(model, frames, layers, batch_size=8, n_boot=0 if quick else 50, progress=not say.quiet,
                     label="sma_vgg8 (trained demo)")
     r.save(out / "train" / "erf")
     curve = ", ".join(f"{v:.3f}" for v in summary["loss_curve"])
@@ -149,6 +168,8 @@ def _training_part(out: Path, quick: bool, lines: list[str]) -> None:
         f"- Test top-1 after the last epoch: **{summary['test_acc1']:.1f}%** (best {summary['best_acc1']:.1f}%, "
         f"chance {summary['chance']:.0f}%), in {summary['seconds']:.0f} s.",
         f"- Train loss per epoch (MSE to one-hot): {curve}. Figure: `train/loss_curve.png`.",
+        f"- Checkpoints: `{summary['run_dir']}/best.pt` (best test top-1) and `last.pt`. Evaluate with "
+        f"`.venv/bin/spikescope eval --checkpoint {summary['run_dir']}/best.pt`.",
         f"- Spatial ERF of the trained model on {n} test samples (`train/erf/`, mode `official`):",
         "",
         "| layer | area90 | sigma row | sigma col | silent |", "|---|---|---|---|---|",
@@ -163,19 +184,24 @@ def _training_part(out: Path, quick: bool, lines: list[str]) -> None:
               f"({a2:.3g} -> {a3:.3g} of the sensor).", ""]
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False) -> Path:
-    """Run the demo (``quick``: a reduced run for the test suite) and return the path of its report."""
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, progress: bool = True) -> Path:
+    """Run the demo (``quick``: a reduced run for the test suite) and return the path of its report.
+
+    ``progress`` prints a line at the start of every phase, progress bars inside it and one line per epoch.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    say = _Say(quiet=not progress)
+    start, cpu_start = time.perf_counter(), time.process_time()
     lines = ["# spikescope demo", "",
              "CPU only, built-in inputs, no download. Numbers are measured by this run; see docs/erf.md for the "
              "definitions.", ""]
-    _spatial_part(out, quick, lines)
-    _temporal_part(out, quick, lines)
-    _training_part(out, quick, lines)
-    lines.append(f"Total time: {time.perf_counter() - start:.1f} s ({'quick' if quick else 'full'} run, "
-                 f"{torch.get_num_threads()} CPU threads).")
+    _spatial_part(out, quick, lines, say)
+    _temporal_part(out, quick, lines, say)
+    _training_part(out, quick, lines, say)
+    lines.append(f"Total time: {time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu_start:.1f} s CPU "
+                 f"({'quick' if quick else 'full'} run, {torch.get_num_threads()} CPU threads, load average "
+                 f"{os.getloadavg()[0]:.1f} at the end).")
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report

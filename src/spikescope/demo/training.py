@@ -10,8 +10,7 @@ import copy
 import time
 from pathlib import Path
 
-from .config import load_config
-from .engine import fit
+from ..train import fit, load_config
 
 __all__ = ["DEMO_RECIPE", "train_demo"]
 
@@ -29,7 +28,7 @@ DEMO_RECIPE = {
     },
     "optim": {"name": "adamw", "lr": 0.005, "weight_decay": 0.01},
     "schedule": {"name": "cosine", "min_lr": 0.0001},
-    "train": {"epochs": 12, "seed": 0, "readout": "mse_onehot", "out_dir": "runs"},
+    "train": {"epochs": 12, "seed": 0, "readout": "mse_onehot", "out_dir": "runs/train"},
 }
 
 
@@ -57,8 +56,9 @@ def _plot(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train_demo(out_dir: str | Path, quick: bool = False) -> dict:
-    """Train the demo recipe under ``out_dir`` (data in ``out_dir/data``, run in ``out_dir/train``).
+def train_demo(out_dir: str | Path, quick: bool = False, progress: bool = False) -> dict:
+    """Train the demo recipe as the run ``out_dir`` (checkpoints ``out_dir/best.pt``, ``last.pt``; data in
+    ``out_dir/../data``).
 
     ``quick`` (the test suite) uses fewer samples and epochs. Returns ``test_acc1`` (last epoch, %), ``best_acc1``,
     ``chance`` (%), ``loss_curve`` (train loss per epoch), ``test_loss_curve``, ``seconds``, ``plot`` (PNG path),
@@ -66,14 +66,14 @@ def train_demo(out_dir: str | Path, quick: bool = False) -> dict:
     """
     out_dir = Path(out_dir)
     recipe = copy.deepcopy(DEMO_RECIPE)
-    recipe["data"]["root"] = str(out_dir / "data")
-    recipe["train"].update(out_dir=str(out_dir), run_name="train", progress=False)
+    recipe["data"]["root"] = str(out_dir.parent / "data")
+    recipe["train"].update(out_dir=str(out_dir.parent), run_name=out_dir.name, progress=progress)
     if quick:
         recipe["data"]["synthetic"]["samples_per_class"] = 16
         recipe["train"]["epochs"] = 3
     cfg = load_config(values=recipe)
     t0 = time.perf_counter()
-    result = fit(cfg)
+    result = fit(cfg, overwrite=True)  # the demo owns this run folder
     seconds = time.perf_counter() - t0
     plot = out_dir / "loss_curve.png"
     _plot(result.history, plot)
