@@ -219,7 +219,7 @@ def test_resume_ignores_fields_another_version_lacks():
     from spikescope.train.config import config_to_dict, resume_changes
 
     new = config_to_dict(load_config(values={"model": {"name": "tiny", "options": {"widths": [4]}}}))
-    old = {k: dict(v) for k, v in new.items()}
+    old = {k: dict(v) if isinstance(v, dict) else v for k, v in new.items()}  # sections, and the top-level task
     del old["data"]["allow_missing_classes"]
     assert resume_changes(old, new) == ([], [])
     old["model"]["options"] = {}

@@ -63,23 +63,60 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- train / eval (spikescope.train) ---
+def register_tasks() -> None:
+    """Register the dense package's training tasks (``task: detection`` ...) with the engine's task registry."""
+    from .dense.tasks import TASKS
+    from .train.tasks import register_task
+
+    for name, task in TASKS.items():
+        register_task(name, task)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import fit, load_config
 
+    register_tasks()
     result = fit(load_config(args.config, args.set), resume=args.resume, overwrite=args.overwrite,
                  accept_changes=args.accept_changes)
-    if result.history and int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, one summary (rank 0)
+    primary = getattr(result, "primary", "test_acc1")
+    if result.history and main_rank and primary == "test_acc1":
         print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
+    elif result.history and main_rank:
+        print(f"run {result.run_dir}: best {primary} {result.best_acc1:.4g}")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .train.evaluate import evaluate_checkpoint, format_report, write_json
 
+    register_tasks()
     res = evaluate_checkpoint(args.checkpoint, args.config, args.set, device=args.device, ema=args.ema)
     print(format_report(res))
     if args.json:
         write_json(res, args.json)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models import CheckpointError
+    from .train.evaluate import checkpoint_config
+    from .train.tasks import get_task
+
+    register_tasks()
+    if not Path(args.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint file not found: {args.checkpoint}")
+    cfg = checkpoint_config(args.checkpoint, args.config, args.set)
+    task = get_task(cfg.task)
+    if not hasattr(task, "predict"):
+        raise ValueError(f"task {cfg.task!r} of {args.checkpoint} has no pictures to draw; predict serves the dense tasks")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    for path in task.predict(Path(args.checkpoint), cfg, [Path(p) for p in args.images], Path(args.out), device,
+                             args.score_thr):
+        print(path)
     return 0
 
 
@@ -103,6 +140,16 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of last.pt")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="draw a dense checkpoint's predictions (boxes, labels, masks) on images as PNG")
+    p.add_argument("--checkpoint", required=True, help="best.pt / last.pt of a detection run (holds its config)")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder for <image stem>.png")
+    p.add_argument("--score-thr", type=float, default=0.5, help="draw detections scoring at least this (default 0.5)")
+    p.add_argument("--config", default=None, help="recipe to use instead of the one stored in the checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_predict)
 # --- end train / eval ---
 
 
@@ -543,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        register_tasks()  # also registers the dense models (maskrcnn_*) for `models`, `analyze`, ...
         return args.func(args)
     except KeyboardInterrupt:
         print(f"spikescope {args.command}: stopped (Ctrl-C)", file=sys.stderr)

@@ -12,8 +12,9 @@ from .config import Config, ConfigError, config_from_dict, load_config
 from .data import build_datasets, build_loaders
 from .distributed import DistInfo
 from .engine import evaluate
+from .tasks import get_task
 
-__all__ = ["evaluate_checkpoint", "format_report"]
+__all__ = ["evaluate_checkpoint", "format_report", "checkpoint_config"]
 
 
 def _config_for(checkpoint: Path, config: str | None, overrides: list[str]) -> Config:
@@ -30,6 +31,11 @@ def _config_for(checkpoint: Path, config: str | None, overrides: list[str]) -> C
     return load_config(values=stored, overrides=overrides)
 
 
+def checkpoint_config(checkpoint: str | Path, config: str | None = None, overrides: list[str] = ()) -> Config:
+    """The recipe of a checkpoint written by ``spikescope train`` (or ``config`` instead), with ``--set`` overrides."""
+    return _config_for(Path(checkpoint), config, list(overrides))
+
+
 def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overrides: list[str] = (),
                         device: str = "auto", ema: bool = False) -> dict:
     """Evaluate ``checkpoint`` on the test split of its recipe (the config stored in it, or ``config``).
@@ -43,6 +49,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overr
     cfg = _config_for(checkpoint, config, list(overrides))
     cfg.train.progress = False
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if cfg.task != "classification":  # dense tasks evaluate themselves (COCO stats, mIoU)
+        return {"task": cfg.task, **get_task(cfg.task).evaluate_checkpoint(checkpoint, cfg, dev)}
     dist = DistInfo(device=dev)
     model = create_model(cfg.model.name, **cfg.model.options)
     if ema:
@@ -67,6 +75,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overr
 
 
 def format_report(res: dict) -> str:
+    if res.get("task", "classification") != "classification":
+        return get_task(res["task"]).format_report(res)
     top5 = f"top-5 {res['acc5']:.2f} %  " if len(res["per_class_acc"]) > 5 else ""  # 5 or fewer classes: always 100
     lines = [f"{res['model']}  {res['checkpoint']}",
              f"top-1 {res['acc1']:.2f} %  {top5}loss {res['loss']:.4f}  ({res['samples']} samples)",
