@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .datasets import DatasetNotFoundError
-from .seg_transforms import SegTrainPipeline, resize_image, rescale_size
+from .seg_transforms import SegTrainPipeline, rescale_size, resize_image
 
 __all__ = ["ADE20K", "ADE20K_CLASSES", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "reduce_zero_label",
            "normalize_image"]
