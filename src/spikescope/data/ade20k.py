@@ -9,7 +9,8 @@ Layout (nothing is downloaded)::
 0 -> 255 (ignored), k -> k - 1, giving the 150 classes of :data:`ADE20K_CLASSES`.
 
 Training items are ``(image [3, 512, 512], label [512, 512])``: :class:`~spikescope.data.seg_transforms.SegTrainPipeline`
-driven by a generator seeded with ``(seed, epoch, index)``, ImageNet normalisation, then padding bottom/right to the
+driven by a generator seeded with ``(seed, epoch, index)`` (the epoch comes with the index from
+:class:`EpochTaggedSampler`; a plain index means epoch 0), ImageNet normalisation, then padding bottom/right to the
 crop size (image 0, label 255). Test items are ``(image [3, h, w], label [H, W])``: the image resized to fit
 ``test_scale`` (keep ratio, no padding, any size), the label at the original resolution.
 """
@@ -19,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 
 from .datasets import DatasetNotFoundError
 from .seg_transforms import SegTrainPipeline, rescale_size, resize_image
 
-__all__ = ["ADE20K", "ADE20K_CLASSES", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "reduce_zero_label",
+__all__ = ["ADE20K", "ADE20K_CLASSES", "EpochTaggedSampler", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "reduce_zero_label",
            "normalize_image"]
 
 IGNORE_INDEX = 255
@@ -97,13 +98,9 @@ class ADE20K(Dataset):
         self.split, self.train = split, train
         self.pipeline = pipeline or SegTrainPipeline()
         self.test_scale = tuple(test_scale)
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
         self.classes = ADE20K_CLASSES
         self.num_classes = len(ADE20K_CLASSES)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the augmentation of the next pass differ from the last one (and be reproducible)."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.images)
@@ -121,12 +118,14 @@ class ADE20K(Dataset):
                              f"map of the image's size {img.shape[:2]}")
         return img, reduce_zero_label(label)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``index`` or ``(index, epoch)`` -> ``(image, label)``."""
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
         img, label = self.load(index)
         if not self.train:
             size = rescale_size(img.shape[1], img.shape[0], self.test_scale)
             return normalize_image(resize_image(img, size)), torch.from_numpy(label.astype(np.int64))
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = np.random.default_rng((self.seed, epoch, index))
         img, label = self.pipeline(img, label, rng)
         ch, cw = self.pipeline.crop
         x = torch.zeros(3, ch, cw)
@@ -134,3 +133,12 @@ class ADE20K(Dataset):
         x[:, : img.shape[0], : img.shape[1]] = normalize_image(img)
         y[: label.shape[0], : label.shape[1]] = torch.from_numpy(label.astype(np.int64))
         return x, y
+
+
+class EpochTaggedSampler(DistributedSampler):
+    """``DistributedSampler`` (shuffled by ``seed`` and epoch) yielding ``(index, epoch)``, so that a dataset's
+    augmentation is seeded by the pass it belongs to, in any worker process and after a resume."""
+
+    def __iter__(self):
+        epoch = self.epoch
+        return ((i, epoch) for i in super().__iter__())

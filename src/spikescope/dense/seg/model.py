@@ -5,7 +5,7 @@ and ``stage4`` (16) -> :class:`~.neck.QFPN` (``neck_channels``) -> :class:`~.hea
 averaged over T. Input ``[B, 3, H, W]`` of any size, output ``[B, num_classes, ceil(H/2), ceil(W/2)]``.
 
 Options: the backbone's (``mixer``, ``mixer_ratio``, ``mlp_ratio``, ``mixer_layout``, ``mixer_drop``, ``T``,
-``spike_max``; "MLPixer e6" is ``mixer="mlpixer", mixer_ratio=6, mlp_ratio=6``), ``neck_channels`` (128; 256 is the
+``spike_max``, ``embed_dims`` to change the size's widths; "MLPixer e6" is ``mixer="mlpixer", mixer_ratio=6, mlp_ratio=6``), ``neck_channels`` (128; 256 is the
 released ``sr_l`` config), ``num_classes`` (150), and three flags whose defaults reproduce the released code:
 
 * ``spike_norm=1.0``: the neck/head spikes are integers 0..D (the released quantiser ignores its Norm argument);
@@ -46,6 +46,7 @@ class SemFPNConfig:
     mixer_drop: float | None = None
     T: int = 1
     spike_max: int = 4
+    embed_dims: tuple[int, int, int, int] | None = None  # None: the size's own
     spike_norm: float = 1.0
     head_dropout: float = 0.0
     avg_non_ignore: bool = False
@@ -76,7 +77,10 @@ class SemanticFPN(nn.Module):
         if cfg.neck_channels < 1:
             raise ValueError(f"neck_channels must be >= 1, got {cfg.neck_channels}")
         self.cfg = cfg
-        self.backbone = SegTaps(cfg.size, **{k: getattr(cfg, k) for k in _BACKBONE_FIELDS})
+        options = {k: getattr(cfg, k) for k in _BACKBONE_FIELDS}
+        if cfg.embed_dims is not None:
+            options["embed_dims"] = tuple(cfg.embed_dims)
+        self.backbone = SegTaps(cfg.size, **options)
         spike = partial(IntegerSpike, cfg.spike_max, norm=cfg.spike_norm)
         self.neck = QFPN(self.backbone.channels, cfg.neck_channels, spike)
         self.head = QFPNHead(cfg.neck_channels, cfg.num_classes, spike, cfg.head_dropout)

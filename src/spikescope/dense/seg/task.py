@@ -1,0 +1,134 @@
+"""The ``segmentation`` training task (ADE20K Semantic FPN) for the shared training engine.
+
+It does not import :mod:`spikescope.train`: the CLI registers :data:`SEGMENTATION` with ``register_task``. A recipe
+sets ``task: segmentation``, ``data.name: ade20k``, a ``semfpn_sdt_v3_*`` model and, under ``task_options``
+(defaults = the released 512x512 recipe)::
+
+    crop_size [512, 512]    scale [2048, 512]    ratio_range [0.5, 2.0]    cat_max_ratio 0.75    flip 0.5
+    photometric true        test_scale [2048, 512]    head_lr_scale 2.0    backbone_pretrained null
+
+``backbone_pretrained`` is an ImageNet SDT-v3 checkpoint loaded non-strictly into the backbone (its classifier is
+reported unused). Evaluation is whole-image at batch 1, the mIoU accumulated over the split (all ranks).
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ...data.ade20k import ADE20K, EpochTaggedSampler
+from ...data.seg_transforms import SegTrainPipeline
+from ...models import create_model, load_checkpoint
+from .miou import SegMetric
+from .predict import logits_at
+
+__all__ = ["SegmentationTask", "SEGMENTATION", "OPTIONS"]
+
+OPTIONS = {
+    "crop_size": (512, 512),
+    "scale": (2048, 512),
+    "ratio_range": (0.5, 2.0),
+    "cat_max_ratio": 0.75,
+    "flip": 0.5,
+    "photometric": True,
+    "test_scale": (2048, 512),
+    "head_lr_scale": 2.0,
+    "backbone_pretrained": None,
+}
+_AMP = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+class SegmentationTask:
+    """Semantic segmentation: released CE loss, mIoU / aAcc / mAcc (``test_mIoU`` selects ``best.pt``)."""
+
+    primary = "test_mIoU"
+
+    def options(self, cfg) -> dict:
+        """``task_options`` over the defaults, lists as tuples."""
+        unknown = sorted(set(cfg.task_options) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"task_options: unknown key(s) {unknown} for task segmentation; use {sorted(OPTIONS)}")
+        opts = {**OPTIONS, **cfg.task_options}
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
+
+    def check(self, cfg) -> None:
+        if cfg.data.name != "ade20k":
+            raise ValueError(f"data.name: task segmentation reads ADE20K; set data.name: ade20k (got {cfg.data.name!r})")
+        if not cfg.model.name.startswith("semfpn_"):
+            raise ValueError(f"model.name: task segmentation needs a semfpn_* model, got {cfg.model.name!r}")
+        opts = self.options(cfg)
+        for key in ("crop_size", "scale", "test_scale", "ratio_range"):
+            if not (isinstance(opts[key], tuple) and len(opts[key]) == 2):
+                raise ValueError(f"task_options.{key}: expected two numbers, got {opts[key]!r}")
+
+    def build_datasets(self, cfg):
+        opts = self.options(cfg)
+        pipeline = SegTrainPipeline(scale=opts["scale"], ratio_range=opts["ratio_range"], crop=opts["crop_size"],
+                                    cat_max_ratio=opts["cat_max_ratio"], flip=opts["flip"],
+                                    photometric=opts["photometric"])
+        train = ADE20K(cfg.data.root, "training", train=True, pipeline=pipeline, seed=cfg.train.seed)
+        test = ADE20K(cfg.data.root, "validation", train=False, test_scale=opts["test_scale"])
+        return train, test
+
+    def build_model(self, cfg) -> nn.Module:
+        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.options)
+        path = self.options(cfg)["backbone_pretrained"]
+        if path is not None:
+            report = load_checkpoint(model.backbone.model, path, strict=False)
+            print(f"backbone from {path}: {report}", file=sys.stderr)
+        return model
+
+    def param_groups(self, model: nn.Module, cfg) -> list[dict]:
+        """Backbone + neck at the base lr, the decode head at ``head_lr_scale`` x (timm's ``lr_scale``)."""
+        head = {id(p) for p in _unwrap(model).head_parameters()}
+        rest = [p for p in model.parameters() if id(p) not in head]
+        return [{"params": rest}, {"params": [p for p in model.parameters() if id(p) in head],
+                                   "lr_scale": float(self.options(cfg)["head_lr_scale"])}]
+
+    def build_loaders(self, train_set, test_set, cfg, dist):
+        sampler = EpochTaggedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=cfg.train.seed, drop_last=True)
+        train = DataLoader(train_set, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+                           num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
+        test = DataLoader(test_set, batch_size=1, sampler=range(dist.rank, len(test_set), dist.world_size),
+                          num_workers=cfg.data.num_workers)
+        return train, test
+
+    def losses(self, model: nn.Module, batch, device) -> dict[str, torch.Tensor]:
+        x, y = (t.to(device, non_blocking=True) for t in batch)
+        return {"ce": _unwrap(model).loss(model(x), y)}
+
+    def evaluate_full(self, model: nn.Module, loader, cfg, dist) -> dict:
+        """:meth:`SegMetric.compute` over the loader (summed over ranks), plus ``images``."""
+        model.eval()
+        metric = SegMetric(_unwrap(model).cfg.num_classes)
+        dtype = _AMP.get(cfg.train.amp)
+        show = cfg.train.progress and dist.is_main
+        with torch.no_grad():
+            for x, y in tqdm(loader, desc="eval", leave=False, disable=not show):
+                with torch.autocast(dist.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    logits = logits_at(model, x.to(dist.device), y.shape[-2:])
+                metric.update(logits.float().argmax(1), y)
+        state = metric.state.to(dist.device)
+        if dist.world_size > 1:
+            torch_dist.all_reduce(state)
+        metric.state = state.cpu()
+        images = torch.tensor([len(loader.sampler)], device=dist.device)
+        if dist.world_size > 1:
+            torch_dist.all_reduce(images)
+        return {**metric.compute(), "images": int(images.item())}
+
+    def evaluate(self, model: nn.Module, loader, cfg, dist) -> dict:
+        res = self.evaluate_full(model, loader, cfg, dist)
+        return {f"test_{k}": res[k] for k in ("mIoU", "aAcc", "mAcc")}
+
+
+SEGMENTATION = SegmentationTask()
