@@ -110,9 +110,9 @@ class ADE20K(Dataset):
         from PIL import Image
 
         with Image.open(self.images[index]) as im:
-            img = np.asarray(im.convert("RGB"))
+            img = np.array(im.convert("RGB"))
         with Image.open(self.labels[index]) as lb:
-            label = np.asarray(lb)
+            label = np.array(lb)
         if label.ndim != 2 or label.shape != img.shape[:2]:
             raise ValueError(f"ADE20K: label {self.labels[index]} has shape {label.shape}, expected a single-channel "
                              f"map of the image's size {img.shape[:2]}")
