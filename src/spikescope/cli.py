@@ -36,18 +36,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- train / eval (spikescope.train) ---
+def register_tasks() -> None:
+    """Register the dense package's training tasks (``task: detection`` ...) with the engine's task registry."""
+    from .dense.tasks import TASKS
+    from .train.tasks import register_task
+
+    for name, task in TASKS.items():
+        register_task(name, task)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import fit, load_config
 
+    register_tasks()
     result = fit(load_config(args.config, args.set), resume=args.resume)
-    if result.history:
+    if result.history and result.primary == "test_acc1":
         print(f"run {result.run_dir}: best test top-1 {result.best_acc1:.2f} %, last {result.last_acc1:.2f} %")
+    elif result.history:
+        print(f"run {result.run_dir}: best {result.primary} {result.best_acc1:.4g}")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .train.evaluate import evaluate_checkpoint, format_report, write_json
 
+    register_tasks()
     res = evaluate_checkpoint(args.checkpoint, args.config, args.set, device=args.device, ema=args.ema)
     print(format_report(res))
     if args.json:

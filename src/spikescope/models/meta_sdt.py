@@ -161,7 +161,7 @@ class MetaSDT(nn.Module):
     def stages(self) -> list[Stage]:
         return [self.stage1, self.stage2, self.stage3, self.stage4]
 
-    def _as_sequence(self, x: torch.Tensor) -> torch.Tensor:
+    def _as_sequence(self, x: torch.Tensor, any_size: bool = False) -> torch.Tensor:
         if x.dim() not in (4, 5) or x.shape[-3] != self.cfg.in_chans:
             raise ValueError(
                 f"{type(self).__name__}: expected [B, {self.cfg.in_chans}, H, W] or [T, B, {self.cfg.in_chans}, H, W],"
@@ -170,7 +170,7 @@ class MetaSDT(nn.Module):
         if x.dim() == 4:
             x = x.unsqueeze(0).expand(self.cfg.T, *x.shape)
         H, W = x.shape[-2:]
-        if H % STRIDE or W % STRIDE:
+        if not any_size and (H % STRIDE or W % STRIDE):
             fix_h, fix_w = -(-H // STRIDE) * STRIDE, -(-W // STRIDE) * STRIDE
             raise ValueError(
                 f"{type(self).__name__}: input height and width must be multiples of {STRIDE}, got {H}x{W}; "
@@ -179,19 +179,20 @@ class MetaSDT(nn.Module):
         return x
 
     def forward_features(
-        self, x: torch.Tensor, blocks: bool = False, up_to: str | None = None
+        self, x: torch.Tensor, blocks: bool = False, up_to: str | None = None, any_size: bool = False
     ) -> dict[str, torch.Tensor]:
         """Named outputs ``stage1`` .. ``stage4``, each ``[T, B, C, H, W]`` (real-valued, after the residual add).
 
         With ``blocks=True`` every block's output is included too, in execution order, named ``stage{s}.block{i}``
         (``stage1.block0`` is ConvBlock1_1 at stride 2, ``stage1.block1`` = ``stage1`` is ConvBlock1_2 at stride 4).
         ``up_to`` (a stage or block name) stops the network after that output: ``up_to="stage2"`` skips
-        stages 3-4, e.g. for an ERF of the early stages.
+        stages 3-4, e.g. for an ERF of the early stages. ``any_size=True`` accepts H, W that are not multiples of 16
+        (dense heads on whole resized images): every stride-2 layer then gives ceil(H / 2), as the released code.
         """
         names = self.feature_names(blocks=True)
         if up_to is not None and up_to not in names:
             raise ValueError(f"{type(self).__name__}: unknown feature {up_to!r}; choose from {names}")
-        x = self._as_sequence(x)
+        x = self._as_sequence(x, any_size)
         feats: dict[str, torch.Tensor] = {}
         for s, stage in enumerate(self.stages, start=1):
             for i, (down, block) in enumerate(zip(stage.downsamples, stage.blocks)):

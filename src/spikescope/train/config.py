@@ -51,9 +51,9 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    name: Literal["synthetic", "dvs128_gesture", "cifar10_dvs", "ncaltech101", "cifar10", "cifar100", "imagenet"] = (
-        "synthetic"
-    )
+    name: Literal[
+        "synthetic", "dvs128_gesture", "cifar10_dvs", "ncaltech101", "cifar10", "cifar100", "imagenet", "coco", "ade20k"
+    ] = "synthetic"  # coco / ade20k: the dense tasks
     root: str = "data/synthetic"
     num_frames: int = 16  # T of event frames
     split_by: Literal["number", "time"] = "number"
@@ -86,12 +86,16 @@ class OptimSection:
 
 @dataclass
 class ScheduleSection:
-    name: Literal["cosine", "step", "none"] = "cosine"  # stepped once per epoch
+    name: Literal["cosine", "step", "none", "multistep", "poly"] = "cosine"  # cosine/step: per epoch; others per update
     warmup_epochs: int = 0
     warmup_lr: float = 0.0
     min_lr: float = 0.0
     decay_epochs: int = 30  # step
-    decay_rate: float = 0.1  # step
+    decay_rate: float = 0.1  # step, multistep
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs at whose start lr *= decay_rate
+    warmup_iters: int = 0  # multistep, poly: linear warm-up over this many updates
+    warmup_factor: float = 0.001  # multistep, poly: lr factor at update 0
+    power: float = 1.0  # poly
 
 
 @dataclass
@@ -111,10 +115,13 @@ class TrainSection:
     sync_bn: bool = False
     eval_every: int = 1
     progress: bool = True
+    iters_per_epoch: int | None = None  # dense tasks: updates per epoch (the loader is cycled); None: one pass
 
 
 @dataclass
 class Config:
+    task: str = "classification"  # a registered training task (spikescope.train.tasks)
+    task_options: dict[str, Any] = field(default_factory=dict)  # the task's own settings
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
@@ -156,6 +163,11 @@ def _convert(value, tp, key: str):
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (arg,) = typing.get_args(tp)
+        return [_convert(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")

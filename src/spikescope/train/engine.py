@@ -21,16 +21,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..models import create_model, save_checkpoint_atomic
+from ..models import save_checkpoint_atomic
 from .config import Config, check_paths, config_to_dict
-from .data import build_datasets, build_loaders, move, num_classes_of
+from .data import move
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, setup_distributed
 from .logs import TensorBoard, write_csv
 from .losses import as_time_first, readout_loss
 from .optim import build_optimizer, build_scheduler
 from .state import rng_state, seed_everything, set_rng_state
+from .tasks import get_task
 
-__all__ = ["FitResult", "fit", "evaluate", "to_model_layout", "CHECKPOINT_FORMAT"]
+__all__ = ["FitResult", "fit", "evaluate", "train_iterations", "to_model_layout", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "spikescope-train-1"
 _AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -40,8 +41,9 @@ _AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 class FitResult:
     run_dir: Path
     history: list[dict] = field(default_factory=list)
-    best_acc1: float = 0.0
+    best_acc1: float = 0.0  # the best value of the task's primary metric (top-1 % for classification)
     model: nn.Module | None = None  # the trained model (unwrapped from DDP)
+    primary: str = "test_acc1"  # the history key best_acc1 refers to
 
     @property
     def last_acc1(self) -> float:
@@ -121,6 +123,53 @@ def _train_epoch(model, loader, optimizer, scaler, ema, cfg: Config, dist: DistI
     return {"train_loss": stats[1].item() / n, "train_acc1": 100 * stats[2].item() / n}
 
 
+def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler, cfg: Config, dist: DistInfo,
+                     epoch: int) -> dict:
+    """One epoch of ``cfg.train.iters_per_epoch`` updates (``None``: one pass over ``loader``; the loader is cycled,
+    each pass seeded by ``(epoch, pass)``) for tasks that give ``losses_fn(model, batch, device) -> {name: loss}``.
+
+    The loss is the sum of the terms; the lr schedule is stepped per update (``scheduler.step_update(i)`` with the
+    run's update count ``i``). Returns ``lr`` (of the epoch's first update), ``train_loss`` and ``train_<name>``:
+    means over the epoch (all ranks)."""
+    model.train()
+    n_iter = cfg.train.iters_per_epoch or len(loader)
+    sums: dict[str, torch.Tensor] = {}
+    bar = tqdm(total=n_iter, desc=f"epoch {epoch}", leave=False, disable=not (cfg.train.progress and dist.is_main))
+    done, passes, first_lr = 0, 0, None
+    while done < n_iter:
+        if passes:
+            loader.sampler.set_epoch(epoch * 1000 + passes)
+        for batch in loader:
+            if done == n_iter:
+                break
+            if scheduler is not None:
+                scheduler.step_update(epoch * n_iter + done)
+            first_lr = optimizer.param_groups[0]["lr"] if first_lr is None else first_lr
+            with _autocast(dist.device, cfg.train.amp):
+                terms = losses_fn(model, batch, dist.device)
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.clip_grad:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                ema.update(_unwrap(model))
+            for name, value in {"loss": loss, **terms}.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().double()
+            done += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        passes += 1
+    bar.close()
+    names = sorted(sums)
+    stats = torch.stack([sums[k].to(dist.device) for k in names])
+    all_reduce_sum(stats, dist)
+    return {"lr": first_lr, **{f"train_{k}": v / (n_iter * dist.world_size) for k, v in zip(names, stats.tolist())}}
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
@@ -156,25 +205,24 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-    train_set, test_set = datasets if datasets is not None else build_datasets(cfg.data)
-    if model_fn is not None:
-        model = model_fn()
-    else:
-        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.options)
+    task = get_task(cfg.task)
+    task.check(cfg)
+    train_set, test_set = datasets if datasets is not None else task.build_datasets(cfg)
+    model = model_fn() if model_fn is not None else task.build_model(cfg)
     model = model.to(dist.device)
     if dist.enabled and cfg.train.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     global_batch = cfg.data.batch_size * dist.world_size
     optimizer = build_optimizer(model, cfg.optim, global_batch)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.train.epochs)
+    train_loader, test_loader = task.build_loaders(train_set, test_set, cfg, dist)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.train.epochs,
+                                cfg.train.iters_per_epoch or len(train_loader))
     scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.train.amp == "fp16")
     ema = None
     if cfg.train.ema:
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
-    train_loader, test_loader = build_loaders(train_set, test_set, cfg.data, dist, cfg.train.seed)
-    num_classes = num_classes_of(test_set)
 
     start_epoch, history, best = 0, [], -1.0
     if resume:
@@ -205,16 +253,19 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
                 scheduler.step(epoch)
             train_loader.sampler.set_epoch(epoch)
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-            row.update(_train_epoch(model, train_loader, optimizer, scaler, ema, cfg, dist, epoch))
+            if hasattr(task, "train_epoch"):
+                row.update(task.train_epoch(model, train_loader, optimizer, scaler, ema, scheduler, cfg, dist, epoch))
+            else:
+                row.update(train_iterations(task.losses, model, train_loader, optimizer, scaler, ema, scheduler, cfg,
+                                            dist, epoch))
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
-                res = evaluate(model, test_loader, cfg, dist, num_classes)
-                row.update(test_loss=res["loss"], test_acc1=res["acc1"], test_acc5=res["acc5"])
+                row.update(task.evaluate(model, test_loader, cfg, dist))
                 if ema is not None:
-                    row["ema_test_acc1"] = evaluate(ema.module, test_loader, cfg, dist, num_classes)["acc1"]
+                    row[f"ema_{task.primary}"] = task.evaluate(ema.module, test_loader, cfg, dist)[task.primary]
             row["epoch_time_s"] = time.perf_counter() - t0
             history.append(row)
-            improved = row.get("test_acc1", -1.0) > best
-            best = max(best, row.get("test_acc1", -1.0))
+            improved = row.get(task.primary, -1.0) > best
+            best = max(best, row.get(task.primary, -1.0))
             rng = _gather_rng(dist)
             if dist.is_main:
                 _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, history, rng, improved)
@@ -227,7 +278,7 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets) -> FitResu
     finally:
         if tb is not None:
             tb.close()
-    return FitResult(run_dir, history, max(best, 0.0), _unwrap(model))
+    return FitResult(run_dir, history, max(best, 0.0), _unwrap(model), task.primary)
 
 
 def _save(run_dir, cfg, model, optimizer, scheduler, scaler, ema, epoch, best, history, rng, improved) -> None:

@@ -12,6 +12,7 @@ from .config import Config, ConfigError, config_from_dict, load_config
 from .data import build_datasets, build_loaders
 from .distributed import DistInfo
 from .engine import evaluate
+from .tasks import get_task
 
 __all__ = ["evaluate_checkpoint", "format_report"]
 
@@ -43,6 +44,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overr
     cfg = _config_for(checkpoint, config, list(overrides))
     cfg.train.progress = False
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if cfg.task != "classification":  # dense tasks evaluate themselves (COCO stats, mIoU)
+        return {"task": cfg.task, **get_task(cfg.task).evaluate_checkpoint(checkpoint, cfg, dev)}
     dist = DistInfo(device=dev)
     model = create_model(cfg.model.name, **cfg.model.options)
     if ema:
@@ -67,6 +70,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overr
 
 
 def format_report(res: dict) -> str:
+    if res.get("task", "classification") != "classification":
+        return get_task(res["task"]).format_report(res)
     lines = [f"{res['model']}  {res['checkpoint']}",
              f"top-1 {res['acc1']:.2f} %  top-5 {res['acc5']:.2f} %  loss {res['loss']:.4f}  ({res['samples']} samples)",
              "", "per-class accuracy (%):"]

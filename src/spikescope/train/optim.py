@@ -30,16 +30,25 @@ def build_optimizer(model: nn.Module, cfg: OptimSection, global_batch: int) -> t
                                filter_bias_and_bn=cfg.no_decay_bias_norm, **kwargs)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleSection, epochs: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleSection, epochs: int, iters_per_epoch: int = 1):
     """A timm scheduler stepped with ``scheduler.step(epoch)`` at the start of each epoch; ``None`` for ``none``.
 
     ``cosine``: half-cosine from the base lr to ``min_lr`` over ``epochs`` (warm-up included);
-    ``step``: ×``decay_rate`` every ``decay_epochs``.
+    ``step``: ×``decay_rate`` every ``decay_epochs``. ``multistep`` / ``poly`` are stepped per update
+    (:class:`~spikescope.train.schedules.IterationScheduler`, ``iters_per_epoch`` updates per epoch): linear warm-up
+    over ``warmup_iters`` from ``warmup_factor``, then ×``decay_rate`` at each of ``milestones`` (epochs), or a
+    poly(``power``) decay to ``min_lr`` at the end of the run.
     """
     from timm.scheduler import CosineLRScheduler, StepLRScheduler
 
     if cfg.name == "none":
         return None
+    if cfg.name in ("multistep", "poly"):
+        from .schedules import IterationScheduler
+
+        return IterationScheduler(optimizer, cfg.name, epochs * iters_per_epoch, cfg.warmup_iters, cfg.warmup_factor,
+                                  [m * iters_per_epoch for m in cfg.milestones], cfg.decay_rate, cfg.power,
+                                  cfg.min_lr)
     if cfg.name == "cosine":
         return CosineLRScheduler(optimizer, t_initial=epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
                                  warmup_lr_init=cfg.warmup_lr, cycle_limit=1)
