@@ -4,8 +4,9 @@
 and ``stage4`` (16) -> :class:`~.neck.QFPN` (``neck_channels``) -> :class:`~.head.QFPNHead` -> logits at stride 2,
 averaged over T. Input ``[B, 3, H, W]`` of any size, output ``[B, num_classes, ceil(H/2), ceil(W/2)]``.
 
-Options: the backbone's (``mixer``, ``mixer_ratio``, ``mlp_ratio``, ``mixer_layout``, ``mixer_drop``, ``T``,
-``spike_max``, ``embed_dims`` to change the size's widths; "MLPixer e6" is ``mixer="mlpixer", mixer_ratio=6, mlp_ratio=6``), ``neck_channels`` (128; 256 is the
+Options: the backbone's (``mixer`` = ``conv|mlpixer|srb|mlpixer6``, ``mixer_ratio``, ``mlp_ratio``, ``mixer_layout``,
+``mixer_drop``, ``T``, ``spike_max``, ``embed_dims`` to change the size's widths; ``mlpixer6`` is the paper's
+"MLPixer e6" = ``mixer="mlpixer", mixer_ratio=6, mlp_ratio=6``), ``neck_channels`` (128; 256 is the
 released ``sr_l`` config), ``num_classes`` (150), and three flags whose defaults reproduce the released code:
 
 * ``spike_norm=1.0``: the neck/head spikes are integers 0..D (the released quantiser ignores its Norm argument);
@@ -27,7 +28,8 @@ from torch import nn
 from ...data.ade20k import IGNORE_INDEX
 from ...models.registry import apply_overrides, register_model
 from ...neurons import IntegerSpike
-from ._taps import SegTaps
+from ..backbone import SEG_TAPS, build_backbone
+from ..spikes import DenseSpike
 from .head import QFPNHead
 from .neck import QFPN
 
@@ -40,8 +42,8 @@ class SemFPNConfig:
     num_classes: int = 150
     neck_channels: int = 128
     mixer: str = "conv"
-    mixer_ratio: int = 4
-    mlp_ratio: int = 4
+    mixer_ratio: int | None = None  # None: the backbone's default (4)
+    mlp_ratio: int | None = None
     mixer_layout: str = "raster"
     mixer_drop: float | None = None
     T: int = 1
@@ -77,17 +79,20 @@ class SemanticFPN(nn.Module):
         if cfg.neck_channels < 1:
             raise ValueError(f"neck_channels must be >= 1, got {cfg.neck_channels}")
         self.cfg = cfg
-        options = {k: getattr(cfg, k) for k in _BACKBONE_FIELDS}
+        options = {k: getattr(cfg, k) for k in _BACKBONE_FIELDS if getattr(cfg, k) is not None}
         if cfg.embed_dims is not None:
             options["embed_dims"] = tuple(cfg.embed_dims)
-        self.backbone = SegTaps(cfg.size, **options)
-        spike = partial(IntegerSpike, cfg.spike_max, norm=cfg.spike_norm)
+        self.backbone = build_backbone(f"sdt_v3_{cfg.size}", SEG_TAPS, **options)
+        if cfg.spike_norm == 1.0:  # as released: integers 0..D
+            spike = partial(DenseSpike, cfg.spike_max)
+        else:
+            spike = partial(IntegerSpike, cfg.spike_max, norm=cfg.spike_norm)
         self.neck = QFPN(self.backbone.channels, cfg.neck_channels, spike)
         self.head = QFPNHead(cfg.neck_channels, cfg.num_classes, spike, cfg.head_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` (or ``[T, B, 3, H, W]``) -> logits ``[B, num_classes, ceil(H/2), ceil(W/2)]``."""
-        return self.head(self.neck(self.backbone(x))).mean(0)
+        return self.head(self.neck(list(self.backbone(x).values()))).mean(0)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """:func:`seg_loss` with this model's ``avg_non_ignore``."""
@@ -102,7 +107,8 @@ class SemanticFPN(nn.Module):
         out = {}
         for key, value in state_dict.items():
             if key.startswith("backbone."):
-                key = self.backbone.remap_key(key[len("backbone."):])
+                inner = self.backbone.body.remap_checkpoint({key[len("backbone."):]: value})
+                key = "backbone.body." + next(iter(inner))
             else:
                 key = remap_semfpn_key(key)
             out[key] = value

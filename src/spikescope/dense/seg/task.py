@@ -8,11 +8,17 @@ sets ``task: segmentation``, ``data.name: ade20k``, a ``semfpn_sdt_v3_*`` model 
     photometric true        test_scale [2048, 512]    head_lr_scale 2.0    backbone_pretrained null
 
 ``backbone_pretrained`` is an ImageNet SDT-v3 checkpoint loaded non-strictly into the backbone (its classifier is
-reported unused). Evaluation is whole-image at batch 1, the mIoU accumulated over the split (all ranks).
+reported unused). The decode head's ``lr_scale`` is applied by the per-update schedule (``poly``/``multistep``).
+Evaluation is whole-image at batch 1, the mIoU accumulated over the split (all ranks). ``spikescope eval`` /
+``predict`` call :meth:`SegmentationTask.evaluate_checkpoint`, :meth:`~SegmentationTask.format_report` and
+:meth:`~SegmentationTask.predict`.
 """
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as torch_dist
@@ -20,11 +26,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ...data.ade20k import ADE20K, EpochTaggedSampler
+from ...data.ade20k import ADE20K, ADE20K_CLASSES, EpochTaggedSampler
 from ...data.seg_transforms import SegTrainPipeline
 from ...models import create_model, load_checkpoint
-from .miou import SegMetric
-from .predict import logits_at
+from .miou import SegMetric, format_seg_report
+from .predict import logits_at, predict_images
 
 __all__ = ["SegmentationTask", "SEGMENTATION", "OPTIONS"]
 
@@ -68,6 +74,9 @@ class SegmentationTask:
         for key in ("crop_size", "scale", "test_scale", "ratio_range"):
             if not (isinstance(opts[key], tuple) and len(opts[key]) == 2):
                 raise ValueError(f"task_options.{key}: expected two numbers, got {opts[key]!r}")
+        if opts["head_lr_scale"] != 1.0 and cfg.schedule.name not in ("poly", "multistep"):
+            raise ValueError(f"task_options.head_lr_scale: applied by the per-update schedules; set schedule.name: "
+                             f"poly (got {cfg.schedule.name!r}) or head_lr_scale: 1.0")
 
     def build_datasets(self, cfg):
         opts = self.options(cfg)
@@ -82,7 +91,7 @@ class SegmentationTask:
         model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **cfg.model.options)
         path = self.options(cfg)["backbone_pretrained"]
         if path is not None:
-            report = load_checkpoint(model.backbone.model, path, strict=False)
+            report = load_checkpoint(model.backbone.body, path, strict=False)
             print(f"backbone from {path}: {report}", file=sys.stderr)
         return model
 
@@ -129,6 +138,39 @@ class SegmentationTask:
     def evaluate(self, model: nn.Module, loader, cfg, dist) -> dict:
         res = self.evaluate_full(model, loader, cfg, dist)
         return {f"test_{k}": res[k] for k in ("mIoU", "aAcc", "mAcc")}
+
+    def _trained_model(self, checkpoint: str | Path, cfg, device: torch.device) -> nn.Module:
+        model = create_model(cfg.model.name, **cfg.model.options)
+        load_checkpoint(model, checkpoint)
+        return model.to(device).eval()
+
+    def evaluate_checkpoint(self, checkpoint: str | Path, cfg, device: torch.device) -> dict:
+        """mIoU / aAcc / mAcc and per-class IoU / Acc of ``checkpoint`` on the validation split of ``cfg``."""
+        self.check(cfg)
+        model = self._trained_model(checkpoint, cfg, device)
+        test = ADE20K(cfg.data.root, "validation", train=False, test_scale=self.options(cfg)["test_scale"])
+        loader = DataLoader(test, batch_size=1, num_workers=cfg.data.num_workers)
+        local = SimpleNamespace(rank=0, world_size=1, device=device, is_main=True)
+        res = self.evaluate_full(model, loader, cfg, local)
+        return {"model": cfg.model.name, "checkpoint": str(checkpoint),
+                "classes": _class_names(model.cfg.num_classes), **res}
+
+    def format_report(self, res: dict) -> str:
+        """The per-class table, then ``mIoU aAcc mAcc``."""
+        head = f"{res['model']}  {res['checkpoint']}  ({res['images']} images)"
+        return head + "\n" + format_seg_report(res, res["classes"])
+
+    def predict(self, checkpoint: str | Path, cfg, images: Sequence[str | Path], out_dir: str | Path,
+                device: torch.device) -> list[Path]:
+        """Colour label map and overlay PNGs of each image (:func:`~.predict.predict_images`)."""
+        model = self._trained_model(checkpoint, cfg, device)
+        return predict_images(model, images, out_dir, _class_names(model.cfg.num_classes),
+                              self.options(cfg)["test_scale"], device, progress=cfg.train.progress)
+
+
+def _class_names(num_classes: int) -> list[str]:
+    """ADE20K's names for the first ``num_classes`` classes (indices beyond 150 by number)."""
+    return [ADE20K_CLASSES[i] if i < len(ADE20K_CLASSES) else str(i) for i in range(num_classes)]
 
 
 SEGMENTATION = SegmentationTask()
