@@ -259,3 +259,37 @@ def test_released_checkpoint_keys_load_strictly(tmp_path):
     assert torch.equal(ours["neck.lateral.2.bn.running_var"], state["neck.lateral_convs.2.1.running_var"])
     assert torch.equal(ours["head.classifier.bias"], state["decode_head.conv_seg.bias"])
     assert remap_semfpn_key("head.classifier.bias") == "head.classifier.bias"
+
+
+def test_odd_input_taps_and_logits():
+    m = create_model("semfpn_sdt_v3_s", embed_dims=(16, 32, 64, 64), neck_channels=16, num_classes=5).eval()
+    with torch.no_grad():
+        taps = m.backbone(torch.randn(1, 3, 171, 227))
+        shapes = [tuple(t.shape) for t in taps.values()]
+        assert shapes == [(1, 1, 8, 86, 114), (1, 1, 16, 43, 57), (1, 1, 32, 22, 29), (1, 1, 64, 11, 15)]
+        assert m(torch.randn(1, 3, 171, 227)).shape == (1, 5, 86, 114)
+
+
+def test_mlpixer6_preset_is_ratio_6_everywhere():
+    assert count_parameters("semfpn_sdt_v3_s", mixer="mlpixer6") == 6_722_710
+    assert count_parameters("semfpn_sdt_v3_l", mixer="mlpixer6") == 20_693_886
+
+
+def test_predict_writes_label_map_and_overlay(tmp_path):
+    from PIL import Image
+
+    from spikescope.dense.seg.predict import colorize, palette, predict_images, segment_image
+
+    m = create_model("semfpn_sdt_v3_s", embed_dims=(16, 32, 64, 64), neck_channels=16, num_classes=3).eval()
+    img = np.random.default_rng(0).integers(0, 255, (50, 70, 3)).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.jpg")
+    files = predict_images(m, [tmp_path / "a.jpg"], tmp_path / "out", ["wall", "building", "sky"],
+                           test_scale=(64, 48), progress=False)
+    assert [f.name for f in files] == ["a_labels.png", "a_overlay.png"]
+    labels = np.asarray(Image.open(files[0]))
+    pred = segment_image(m, np.asarray(Image.open(tmp_path / "a.jpg").convert("RGB")), (64, 48))
+    assert labels.shape == (50, 70, 3) and np.array_equal(labels, colorize(pred, 3))
+    overlay = Image.open(files[1])
+    assert overlay.size[0] > 70 and overlay.size[1] >= 50  # image + legend panel
+    assert len({tuple(c) for c in palette(150)}) == 150
+    assert colorize(np.array([[255]]), 3).tolist() == [[[0, 0, 0]]]

@@ -62,7 +62,7 @@ def reduce_zero_label(label: np.ndarray) -> np.ndarray:
 
 def normalize_image(img: np.ndarray) -> torch.Tensor:
     """uint8 ``[H, W, 3]`` RGB -> float ``[3, H, W]`` with the ImageNet mean/std of 0-255 values."""
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()
+    x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (x - mean) / std

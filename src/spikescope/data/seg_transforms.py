@@ -38,7 +38,7 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear (``align_corners=False``, no antialias) uint8 ``[H, W, 3]`` -> ``[h, w, 3]``; ``size = (w, h)``."""
     if (img.shape[1], img.shape[0]) == tuple(size):
         return img
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]
     y = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False)
     return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
@@ -47,7 +47,7 @@ def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour ``[H, W]`` -> ``[h, w]``; ``size = (w, h)``."""
     if (label.shape[1], label.shape[0]) == tuple(size):
         return label
-    x = torch.from_numpy(np.ascontiguousarray(label))[None, None].float()
+    x = torch.from_numpy(label.astype(np.float32))[None, None]
     return F.interpolate(x, size=(size[1], size[0]), mode="nearest")[0, 0].numpy().astype(label.dtype)
 
 

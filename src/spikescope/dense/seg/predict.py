@@ -92,7 +92,7 @@ def predict_images(model: nn.Module, paths: Sequence[str | Path], out_dir: str |
     for path in tqdm(list(paths), desc="predict", disable=not progress):
         path = Path(path)
         with Image.open(path) as im:
-            img = np.asarray(im.convert("RGB"))
+            img = np.array(im.convert("RGB"))
         label = segment_image(model, img, test_scale, device)
         for suffix, picture in (("labels", Image.fromarray(colorize(label, len(names)))),
                                 ("overlay", overlay_with_legend(img, label, names))):
