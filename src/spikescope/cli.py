@@ -10,6 +10,7 @@ from pathlib import Path
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import count_parameters, list_models, model_info
 
+    register_tasks()  # the dense tasks' modules register their models (semfpn_*)
     names = list_models(args.pattern)
     if not names:
         print(f"no registered model matches {args.pattern!r}", file=sys.stderr)

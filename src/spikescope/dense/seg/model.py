@@ -153,4 +153,4 @@ def _builder(size: str):
 
 for _size in SIZES:
     register_model(f"semfpn_sdt_v3_{_size}", input_size=(3, 512, 512), timesteps=1, family="semfpn",
-                   variants=({"mixer": "srb"}, {"mixer": "mlpixer"}))(_builder(_size))
+                   variants=tuple({"mixer": m} for m in ("srb", "mlpixer", "mlpixer6")))(_builder(_size))
