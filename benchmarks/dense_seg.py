@@ -60,10 +60,13 @@ def seg_iteration(size: str = "s", overrides: dict | None = None, batch: int = 2
     sync()
     dt = (time.perf_counter() - t0) / steps
     mem = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else _peak_rss_mib() - rss0
-    return {"model": name, "options": overrides, "params": count_parameters(name, **overrides), "batch": batch,
-            "crop": crop, "device": device, "s_per_iter": round(dt, 3), "images_per_s": round(batch / dt, 3),
-            "peak_mem_mib": round(mem, 1), "mem_kind": "max_memory_allocated" if device.startswith("cuda")
-            else "peak RSS growth during the timed iterations"}
+    row = {"model": name, "options": overrides, "params": count_parameters(name, **overrides), "batch": batch,
+           "crop": crop, "device": device, "warmup": warmup, "steps": steps, "s_per_iter": round(dt, 3),
+           "images_per_s": round(batch / dt, 4), "peak_mem_mib": round(mem, 1),
+           "mem_kind": "max_memory_allocated" if device.startswith("cuda") else "peak RSS growth during the timed iterations"}
+    if not device.startswith("cuda"):
+        row["process_peak_rss_mib"] = round(_peak_rss_mib(), 1)
+    return row
 
 
 def main() -> None:
@@ -77,18 +80,29 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args()
+    meta = {"cpu": _cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
+    if args.device.startswith("cuda"):
+        meta["gpu"] = torch.cuda.get_device_name()
     rows = []
     for size in args.size or ["s", "l"]:
         row = seg_iteration(size, parse_overrides(args.set), args.batch, args.crop, args.device, args.warmup,
                             args.steps)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    if args.json:
-        meta = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-        if args.device.startswith("cuda"):
-            meta["gpu"] = torch.cuda.get_device_name()
-        Path(args.json).write_text(json.dumps({"machine": meta, "results": rows}, indent=2) + "\n")
+        if args.json:  # after every row: a long run that is stopped keeps what it measured
+            Path(args.json).write_text(json.dumps({"machine": meta, "results": rows}, indent=2) + "\n")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -106,3 +106,24 @@ def test_overfit_two_images_to_miou_80(tmp_path):
     register_tasks()
     result = fit(load_config(values=recipe))
     assert result.history[-1]["test_mIoU"] >= 80, result.history
+
+
+CONFIG_PARAMS = {
+    "s_conv": 6_597_750, "s_srb": 6_293_238, "s_mlpixer": 5_989_782, "s_mlpixer6": 6_722_710,
+    "m_srb": 10_796_470, "l_conv": 20_347_486, "l_srb": 19_132_254, "l_srb_c256": 24_097_118,
+    "l_mlpixer": 17_919_134, "l_mlpixer6": 20_693_886,
+}
+
+
+@pytest.mark.parametrize("row", sorted(CONFIG_PARAMS))
+def test_configs_load_and_build_the_table_rows(row):
+    from spikescope.models import count_parameters
+
+    register_tasks()
+    path = Path(__file__).resolve().parents[1] / "configs" / f"ade20k_semfpn_sdt_v3_{row}.yaml"
+    cfg = load_config(path)
+    SEGMENTATION.check(cfg)
+    assert cfg.train.epochs * cfg.train.iters_per_epoch == 160_000
+    assert (cfg.schedule.name, cfg.schedule.warmup_iters, cfg.optim.lr, cfg.optim.weight_decay) == (
+        "poly", 1500, 1e-3, 0.005)
+    assert count_parameters(cfg.model.name, **cfg.model.options) == CONFIG_PARAMS[row]
