@@ -5,7 +5,8 @@ label maps, with an explicit ``numpy.random.Generator`` (mmseg 1.x ``RandomResiz
 Sizes follow mmcv's keep-ratio rescale: ``f = min(long_max / long, short_max / short)``, new size
 ``floor(w * f + 0.5) x floor(h * f + 0.5)``; images bilinear, labels nearest (torch ``interpolate``; OpenCV is not
 needed). Hue and saturation use OpenCV's 8-bit HSV (H in 0..179): ``cv2.cvtColor`` when OpenCV imports, else a
-numpy implementation of the same formulas (within 1 grey level of OpenCV's fixed-point arithmetic).
+numpy implementation of OpenCV's documented formulas in floating point (OpenCV itself uses fixed-point tables, so
+single values may differ by a level; not compared here, OpenCV is not a dependency).
 """
 from __future__ import annotations
 
