@@ -47,6 +47,12 @@ def test_train_two_iterations_then_eval_prints_miou(tmp_path, capsys):
 
     res = json.loads((tmp_path / "res.json").read_text())
     assert res["images"] == 2 and len(res["IoU"]) == 3 and 0 <= res["mIoU"] <= 100
+    val = root / "ADEChallengeData2016" / "images" / "validation"
+    assert main(["predict", "--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "pics"), str(val)]) == 0
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == [
+        "ADE_val_00000001_labels.png", "ADE_val_00000001_overlay.png",
+        "ADE_val_00000002_labels.png", "ADE_val_00000002_overlay.png"]
+    assert main(["predict", "--checkpoint", str(run / "last.pt"), str(tmp_path / "missing.jpg")]) == 2
 
 
 def test_head_runs_at_twice_the_scheduled_lr(tmp_path):
@@ -127,3 +133,16 @@ def test_configs_load_and_build_the_table_rows(row):
     assert (cfg.schedule.name, cfg.schedule.warmup_iters, cfg.optim.lr, cfg.optim.weight_decay) == (
         "poly", 1500, 1e-3, 0.005)
     assert count_parameters(cfg.model.name, **cfg.model.options) == CONFIG_PARAMS[row]
+
+
+@pytest.mark.slow
+def test_resume_continues_bit_exactly(tmp_path):
+    root = write_ade20k(tmp_path / "ade", n_train=2, n_val=1)
+    register_tasks()
+    full = fit(load_config(values=_recipe(tmp_path, root, epochs=2, iters_per_epoch=1, run_name="full")))
+    cfg = load_config(values=_recipe(tmp_path, root, epochs=2, iters_per_epoch=1, run_name="split"))
+    fit(cfg, stop_after=1)
+    resumed = fit(cfg, resume=True)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full.history[-1]["train_loss"] == resumed.history[-1]["train_loss"]

@@ -69,6 +69,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .train.evaluate import predict_checkpoint
+
+    register_tasks()
+    files = predict_checkpoint(args.checkpoint, args.images, args.out, args.config, args.set, device=args.device)
+    print(f"wrote {len(files)} pictures to {args.out}")
+    return 0
+
+
 def _add_train_commands(sub) -> None:
     p = sub.add_parser("train", help="train a recipe: spikescope train --config configs/demo.yaml [--set k=v ...]")
     p.add_argument("--config", required=True, help="YAML recipe (see configs/)")
@@ -85,6 +94,15 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of last.pt")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="pictures of a dense checkpoint's predictions (segmentation: label maps)")
+    p.add_argument("--checkpoint", required=True, help="last.pt / best.pt of a dense run (holds its config)")
+    p.add_argument("images", nargs="+", help="image files or folders of .jpg / .png")
+    p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
+    p.add_argument("--config", default=None, help="recipe to use instead of the one stored in the checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_predict)
 # --- end train / eval ---
 
 
