@@ -48,11 +48,12 @@ def test_train_two_iterations_then_eval_prints_miou(tmp_path, capsys):
     res = json.loads((tmp_path / "res.json").read_text())
     assert res["images"] == 2 and len(res["IoU"]) == 3 and 0 <= res["mIoU"] <= 100
     val = root / "ADEChallengeData2016" / "images" / "validation"
-    assert main(["predict", "--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "pics"), str(val)]) == 0
+    images = [str(p) for p in sorted(val.glob("*.jpg"))]
+    assert main(["predict", "--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "pics"), *images]) == 0
     assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == [
         "ADE_val_00000001_labels.png", "ADE_val_00000001_overlay.png",
         "ADE_val_00000002_labels.png", "ADE_val_00000002_overlay.png"]
-    assert main(["predict", "--checkpoint", str(run / "last.pt"), str(tmp_path / "missing.jpg")]) == 2
+    assert main(["predict", "--checkpoint", str(run / "last.pt"), "--out", str(tmp_path), str(tmp_path / "x.jpg")]) == 2
 
 
 def test_head_runs_at_twice_the_scheduled_lr(tmp_path):

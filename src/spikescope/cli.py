@@ -10,7 +10,6 @@ from pathlib import Path
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import count_parameters, list_models, model_info
 
-    register_tasks()  # the dense tasks' modules register their models (semfpn_*)
     names = list_models(args.pattern)
     if not names:
         print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
@@ -70,11 +69,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .train.evaluate import predict_checkpoint
+    import torch
+
+    from .models import CheckpointError
+    from .train.evaluate import checkpoint_config
+    from .train.tasks import get_task
 
     register_tasks()
-    files = predict_checkpoint(args.checkpoint, args.images, args.out, args.config, args.set, device=args.device)
-    print(f"wrote {len(files)} pictures to {args.out}")
+    if not Path(args.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint file not found: {args.checkpoint}")
+    cfg = checkpoint_config(args.checkpoint, args.config, args.set)
+    task = get_task(cfg.task)
+    if not hasattr(task, "predict"):
+        raise ValueError(f"task {cfg.task!r} of {args.checkpoint} has no pictures to draw; predict serves the dense tasks")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    for path in task.predict(Path(args.checkpoint), cfg, [Path(p) for p in args.images], Path(args.out), device,
+                             args.score_thr):
+        print(path)
     return 0
 
 
@@ -95,10 +107,15 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("predict", help="pictures of a dense checkpoint's predictions (segmentation: label maps)")
-    p.add_argument("--checkpoint", required=True, help="last.pt / best.pt of a dense run (holds its config)")
-    p.add_argument("images", nargs="+", help="image files or folders of .jpg / .png")
-    p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
+    p = sub.add_parser("predict", help="draw a dense checkpoint's predictions on images as PNG (detection: boxes, "
+                       "labels, masks; segmentation: colour label map and overlay)")
+    p.add_argument("--checkpoint", required=True,
+                   help="best.pt / last.pt of a detection or segmentation run (holds its config)")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True,
+                   help="output folder for <image stem>.png (segmentation: <stem>_labels.png, <stem>_overlay.png)")
+    p.add_argument("--score-thr", type=float, default=0.5,
+                   help="detection: draw detections scoring at least this (default 0.5)")
     p.add_argument("--config", default=None, help="recipe to use instead of the one stored in the checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -385,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        register_tasks()  # also registers the dense models (maskrcnn_*, semfpn_*) for `models`, `analyze`, ...
         return args.func(args)
     except Exception as err:
         if not _is_user_error(err) or os.environ.get("SPIKESCOPE_TRACEBACK"):

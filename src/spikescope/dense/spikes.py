@@ -16,7 +16,7 @@ import torch
 from ..neurons import IntegerSpike
 from ..neurons.integer import _ClipRoundSTE
 
-__all__ = ["DenseSpike", "fpn_spike", "head_spike", "FPN_EVAL_MAX_RELEASED"]
+__all__ = ["DenseSpike", "Spiked", "fpn_spike", "head_spike", "FPN_EVAL_MAX_RELEASED"]
 
 #: The released detection FPN's evaluation clamp.
 FPN_EVAL_MAX_RELEASED = 1
@@ -54,3 +54,18 @@ def fpn_spike(released: bool = True) -> DenseSpike:
 def head_spike() -> DenseSpike:
     """The quantiser of the RPN, RoI heads and segmentation modules: {0, ..., 4} in training and evaluation."""
     return DenseSpike(4)
+
+
+class Spiked(torch.nn.Module):
+    """``x [T, N, ...]`` -> ``layer(sn(x))`` with ``T`` folded into the batch: a spike, then a conv or linear layer.
+
+    Attribute names ``sn`` / ``layer`` fix the state-dict keys (``<name>.layer.weight``).
+    """
+
+    def __init__(self, sn: torch.nn.Module, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.sn, self.layer = sn, layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.sn(x)
+        return self.layer(s.flatten(0, 1)).unflatten(0, s.shape[:2])

@@ -8,9 +8,9 @@ by attribute; this package does not import the engine).
 """
 from __future__ import annotations
 
+from .det.task import DetectionTask
 from .seg.task import SEGMENTATION
 
 __all__ = ["TASKS"]
 
-TASKS: dict[str, object] = {}
-TASKS["segmentation"] = SEGMENTATION
+TASKS: dict[str, object] = {"detection": DetectionTask(), "segmentation": SEGMENTATION}

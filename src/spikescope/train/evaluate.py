@@ -14,7 +14,7 @@ from .distributed import DistInfo
 from .engine import evaluate
 from .tasks import get_task
 
-__all__ = ["evaluate_checkpoint", "format_report", "predict_checkpoint"]
+__all__ = ["evaluate_checkpoint", "format_report", "checkpoint_config"]
 
 
 def _config_for(checkpoint: Path, config: str | None, overrides: list[str]) -> Config:
@@ -29,6 +29,11 @@ def _config_for(checkpoint: Path, config: str | None, overrides: list[str]) -> C
     if not overrides:
         return config_from_dict(stored)
     return load_config(values=stored, overrides=overrides)
+
+
+def checkpoint_config(checkpoint: str | Path, config: str | None = None, overrides: list[str] = ()) -> Config:
+    """The recipe of a checkpoint written by ``spikescope train`` (or ``config`` instead), with ``--set`` overrides."""
+    return _config_for(Path(checkpoint), config, list(overrides))
 
 
 def evaluate_checkpoint(checkpoint: str | Path, config: str | None = None, overrides: list[str] = (),
@@ -83,32 +88,3 @@ def format_report(res: dict) -> str:
 
 def write_json(res: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(res, indent=2))
-
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def predict_checkpoint(checkpoint: str | Path, images: list[str | Path], out_dir: str | Path,
-                       config: str | None = None, overrides: list[str] = (), device: str = "auto") -> list[Path]:
-    """Pictures of ``checkpoint``'s predictions on ``images`` (files, or folders of .jpg/.png) written to
-    ``out_dir`` by the checkpoint's task (``task.predict``); returns the files written."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"checkpoint file not found: {checkpoint}")
-    cfg = _config_for(checkpoint, config, list(overrides))
-    task = get_task(cfg.task)
-    if not hasattr(task, "predict"):
-        raise ValueError(f"predict: the checkpoint's task {cfg.task!r} draws no pictures; use a detection or "
-                         "segmentation checkpoint")
-    paths = []
-    for item in map(Path, images):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"predict: no image or folder {item}")
-    if not paths:
-        raise FileNotFoundError(f"predict: no .jpg / .png images in {', '.join(map(str, images))}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    return task.predict(checkpoint, cfg, paths, out_dir, dev)

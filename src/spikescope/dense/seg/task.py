@@ -161,8 +161,12 @@ class SegmentationTask:
         return head + "\n" + format_seg_report(res, res["classes"])
 
     def predict(self, checkpoint: str | Path, cfg, images: Sequence[str | Path], out_dir: str | Path,
-                device: torch.device) -> list[Path]:
-        """Colour label map and overlay PNGs of each image (:func:`~.predict.predict_images`)."""
+                device: torch.device, score_thr: float | None = None) -> list[Path]:
+        """Colour label map and overlay PNGs of each image (:func:`~.predict.predict_images`); ``score_thr`` is
+        the detection task's and unused here."""
+        missing = [str(p) for p in images if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"predict: image file(s) not found: {', '.join(missing)}")
         model = self._trained_model(checkpoint, cfg, device)
         return predict_images(model, images, out_dir, _class_names(model.cfg.num_classes),
                               self.options(cfg)["test_scale"], device, progress=cfg.train.progress)
