@@ -5,6 +5,9 @@ CPU (figures in results/dense_cpu.json)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/dense.py --batch 1 --size 384 384 --json benchmarks/results/dense_cpu.json
 
+One Semantic FPN (ADE20K) iteration on square crops instead: ``--task segmentation --size 512 512`` (figures in
+results/dense_seg_cpu.json, written by ``benchmarks/dense_seg.py``).
+
 GPU (the released setting: 4 images of 800 x 1216 per GPU)::
 
     PYTHONPATH=src python benchmarks/dense.py --device cuda --batch 4 --size 800 1216 --json benchmarks/results/dense_gpu.json
@@ -42,6 +45,7 @@ def _targets(batch: int, h: int, w: int, device: torch.device) -> list[dict]:
 #: ``--dry-run``: a tiny detector at 64 x 64 on the CPU, to check the script end to end in seconds.
 TINY = {"backbone": "sdt_v3_t", "embed_dims": (16, 32, 64, 64), "neck_channels": 32, "fc": 64, "rpn_proposals": 50,
         "roi_batch": 32}
+TINY_SEG = {"embed_dims": (16, 32, 64, 64), "neck_channels": 16}
 
 
 def train_iteration(size: str = "s", mixer: str = "conv", batch: int = 2, hw: tuple[int, int] = (512, 512),
@@ -88,21 +92,32 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=1)
     parser.add_argument("--json", default=None)
     parser.add_argument("--dry-run", action="store_true", help="tiny S detector, batch 1, 64 x 64 (checks the script)")
+    parser.add_argument("--task", choices=("detection", "segmentation", "all"), default="detection",
+                        help="segmentation: one Semantic FPN iteration on --size crops (benchmarks/dense_seg.py); "
+                        "all: both, detection first")
     args = parser.parse_args()
-    overrides = {}
     if args.dry_run:
-        args.sizes, args.batch, args.size, overrides = ["s"], 1, [64, 64], TINY
+        args.sizes, args.batch, args.size = ["s"], 1, [64, 64]
     dev = torch.device(args.device)
     results = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
                f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads "
                f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",
-               "torch": torch.__version__, "detectors": []}
-    for size in args.sizes:  # CPU peak RSS is per process and only grows: S first, then L
-        row = train_iteration(size, args.mixer, args.batch, tuple(args.size), args.device, args.iters, **overrides)
-        row["dry_run"] = args.dry_run
-        print(f"{row['model']} {args.mixer} batch {args.batch} {args.size[0]}x{args.size[1]}: "
-              f"{row['s_per_iter']:.2f} s/iter, peak {row['peak_mem_mib']:.0f} MiB", flush=True)
-        results["detectors"].append(row)
+               "torch": torch.__version__, "detectors": [], "segmenters": []}
+    tasks = ("detection", "segmentation") if args.task == "all" else (args.task,)
+    for task in tasks:
+        for size in args.sizes:  # CPU peak RSS is per process and only grows: S first, then L
+            if task == "segmentation":
+                from dense_seg import seg_iteration
+
+                opts = {"mixer": args.mixer, **(TINY_SEG if args.dry_run else {})}
+                row = seg_iteration(size, opts, args.batch, args.size[0], args.device, 1, args.iters)
+            else:
+                row = train_iteration(size, args.mixer, args.batch, tuple(args.size), args.device, args.iters,
+                                      **(TINY if args.dry_run else {}))
+            row["dry_run"] = args.dry_run
+            print(f"{row['model']} {args.mixer} batch {args.batch} {args.size[0]}x{args.size[1]}: "
+                  f"{row['s_per_iter']:.2f} s/iter, peak {row['peak_mem_mib']:.0f} MiB", flush=True)
+            results["detectors" if task == "detection" else "segmenters"].append(row)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

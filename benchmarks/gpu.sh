@@ -105,7 +105,7 @@ step train_sdt_v3_s 90 "$WORK/train_sdt_v3_s.json" \
     --neuron-backend auto,torch --device "$DEV" --json "$WORK/train_sdt_v3_s.json"
 if [ -f benchmarks/dense.py ]; then
     step dense 45 "$WORK/dense.json" \
-        "$PY" benchmarks/dense.py "${DENSE[@]}" --device "$DEV" --json "$WORK/dense.json"
+        "$PY" benchmarks/dense.py "${DENSE[@]}" --task all --device "$DEV" --json "$WORK/dense.json"
 else
     "$PY" benchmarks/gpu_step.py skip "$OUT" "$WORK" dense "benchmarks/dense.py does not exist in this tree"
 fi

@@ -13,7 +13,7 @@ from spikescope.models import count_parameters, list_models
 from spikescope.train import load_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
-FAMILIES = ("sma_vgg8_", "ms_resnet", "sdt_v3_", "maskrcnn_sdt_v3_")
+FAMILIES = ("sma_vgg8_", "ms_resnet", "sdt_v3_", "maskrcnn_sdt_v3_", "semfpn_sdt_v3_")
 
 
 def test_every_recipe_validates():

@@ -141,11 +141,15 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("predict", help="draw a dense checkpoint's predictions (boxes, labels, masks) on images as PNG")
-    p.add_argument("--checkpoint", required=True, help="best.pt / last.pt of a detection run (holds its config)")
+    p = sub.add_parser("predict", help="draw a dense checkpoint's predictions on images as PNG (detection: boxes, "
+                       "labels, masks; segmentation: colour label map and overlay)")
+    p.add_argument("--checkpoint", required=True,
+                   help="best.pt / last.pt of a detection or segmentation run (holds its config)")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--out", required=True, help="output folder for <image stem>.png")
-    p.add_argument("--score-thr", type=float, default=0.5, help="draw detections scoring at least this (default 0.5)")
+    p.add_argument("--out", required=True,
+                   help="output folder for <image stem>.png (segmentation: <stem>_labels.png, <stem>_overlay.png)")
+    p.add_argument("--score-thr", type=float, default=0.5,
+                   help="detection: draw detections scoring at least this (default 0.5)")
     p.add_argument("--config", default=None, help="recipe to use instead of the one stored in the checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -590,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        register_tasks()  # also registers the dense models (maskrcnn_*) for `models`, `analyze`, ...
+        register_tasks()  # also registers the dense models (maskrcnn_*, semfpn_*) for `models`, `analyze`, ...
         return args.func(args)
     except KeyboardInterrupt:
         print(f"spikescope {args.command}: stopped (Ctrl-C)", file=sys.stderr)

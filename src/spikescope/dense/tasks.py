@@ -9,7 +9,8 @@ by attribute; this package does not import the engine).
 from __future__ import annotations
 
 from .det.task import DetectionTask
+from .seg.task import SEGMENTATION
 
 __all__ = ["TASKS"]
 
-TASKS: dict[str, object] = {"detection": DetectionTask()}
+TASKS: dict[str, object] = {"detection": DetectionTask(), "segmentation": SEGMENTATION}

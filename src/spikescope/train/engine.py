@@ -263,7 +263,8 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets, overwrite,
     if dist.enabled and cfg.train.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     global_batch = cfg.data.batch_size * dist.world_size
-    optimizer = build_optimizer(model, cfg.optim, global_batch)
+    params = task.param_groups(model, cfg) if hasattr(task, "param_groups") else model  # e.g. head lr x2
+    optimizer = build_optimizer(params, cfg.optim, global_batch)
     train_loader, test_loader = task.build_loaders(train_set, test_set, cfg, dist)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.train.epochs,
                                 cfg.train.iters_per_epoch or len(train_loader))

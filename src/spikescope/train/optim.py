@@ -8,8 +8,12 @@ from .config import OptimSection, ScheduleSection
 
 __all__ = ["build_optimizer", "build_scheduler"]
 
-def build_optimizer(model: nn.Module, cfg: OptimSection, global_batch: int) -> torch.optim.Optimizer:
-    """SGD / Adam / AdamW / NAdam / LAMB with ``cfg``'s hyper-parameters (lr scaled if ``lr_base_batch`` is set)."""
+def build_optimizer(model: nn.Module | list[dict], cfg: OptimSection, global_batch: int) -> torch.optim.Optimizer:
+    """SGD / Adam / AdamW / NAdam / LAMB with ``cfg``'s hyper-parameters (lr scaled if ``lr_base_batch`` is set).
+
+    ``model`` may instead be a list of parameter groups (a task's ``param_groups``); a group's ``lr_scale`` then
+    multiplies the scheduled lr (timm schedulers) and ``no_decay_bias_norm`` does not apply.
+    """
     from timm.optim import create_optimizer_v2
 
     lr = cfg.lr * global_batch / cfg.lr_base_batch if cfg.lr_base_batch else cfg.lr
