@@ -2,7 +2,7 @@
 
 Measured here: total loss 1.49 (epoch 0) -> 0.34 (epoch 9). The detections do not reach AP50 0.5 in these 300
 updates from random weights: the neck's integer spikes saturate at 4, every RoI gets the same box-head input and the
-classifier keeps its background prior (see docs/dense.md, "Known limits").
+classifier keeps its background prior (see docs/dense_prediction.md, "Known limits").
 """
 import pytest
 from _coco_synth import write_coco
