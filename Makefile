@@ -8,7 +8,7 @@ STAMP := .venv/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,dense]"
 	touch $(STAMP)
 
 demo: $(STAMP)
