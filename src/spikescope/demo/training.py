@@ -26,9 +26,9 @@ DEMO_RECIPE = {
         "batch_size": 8,
         "synthetic": {"num_classes": 4, "samples_per_class": 48, "size": 32, "seed": 0},
     },
-    "optim": {"name": "adamw", "lr": 0.005, "weight_decay": 0.01},
+    "optim": {"name": "adamw", "lr": 0.008, "weight_decay": 0.01},
     "schedule": {"name": "cosine", "min_lr": 0.0001},
-    "train": {"epochs": 12, "seed": 0, "readout": "mse_onehot", "out_dir": "runs/train"},
+    "train": {"epochs": 10, "seed": 0, "readout": "mse_onehot", "out_dir": "runs/train"},
 }
 
 
