@@ -21,11 +21,10 @@ import argparse
 import json
 import os
 import platform
-import resource
-import time
 from pathlib import Path
 
 import torch
+from _timing import time_steps  # benchmarks/_timing.py, beside this script
 
 import spikescope.dense  # noqa: F401  (registers maskrcnn_*)
 from spikescope.models import create_model
@@ -66,20 +65,10 @@ def train_iteration(size: str = "s", mixer: str = "conv", batch: int = 2, hw: tu
         sum(losses.values()).backward()
         opt.step()
 
-    step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time_steps(step, device, 1, iters)
+    peak = t["peak_mib"] if dev.type == "cuda" else t["process_peak_rss_mib"]  # CPU: the whole process
     return {"model": f"maskrcnn_sdt_v3_{size}", "mixer": mixer, "batch": batch, "size": list(hw),
-            "s_per_iter": (time.perf_counter() - t0) / iters, "peak_mem_mib": peak}
+            "s_per_iter": t["s_per_step"], "peak_mem_mib": peak}
 
 
 def main() -> None:

@@ -13,18 +13,13 @@ import argparse
 import json
 import os
 import platform
-import resource
-import time
 from pathlib import Path
 
 import torch
+from _timing import time_steps  # benchmarks/_timing.py, beside this script
 
 import spikescope.dense.seg  # noqa: F401  (registers semfpn_sdt_v3_*)
 from spikescope.models import count_parameters, create_model, parse_overrides
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def seg_iteration(size: str = "s", overrides: dict | None = None, batch: int = 2, crop: int = 512,
@@ -47,25 +42,13 @@ def seg_iteration(size: str = "s", overrides: dict | None = None, batch: int = 2
         loss.backward()
         opt.step()
 
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for _ in range(warmup):
-        step()
-    sync()
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    rss0 = _peak_rss_mib()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    dt = (time.perf_counter() - t0) / steps
-    mem = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else _peak_rss_mib() - rss0
+    t = time_steps(step, device, warmup, steps)
+    dt = t["s_per_step"]
     row = {"model": name, "options": overrides, "params": count_parameters(name, **overrides), "batch": batch,
            "crop": crop, "device": device, "warmup": warmup, "steps": steps, "s_per_iter": round(dt, 3),
-           "images_per_s": round(batch / dt, 4), "peak_mem_mib": round(mem, 1),
-           "mem_kind": "max_memory_allocated" if device.startswith("cuda") else "peak RSS growth during the timed iterations"}
+           "images_per_s": round(batch / dt, 4), "peak_mem_mib": round(t["peak_mib"], 1), "mem_kind": t["peak_kind"]}
     if not device.startswith("cuda"):
-        row["process_peak_rss_mib"] = round(_peak_rss_mib(), 1)
+        row["process_peak_rss_mib"] = round(t["process_peak_rss_mib"], 1)
     return row
 
 

@@ -17,21 +17,17 @@ import argparse
 import itertools
 import json
 import platform
-import resource
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import time_steps  # benchmarks/_timing.py, beside this script
 
 from spikescope.models import create_model, example_input, parse_overrides
 from spikescope.neurons import LIF, PLIF, IntegerSpike
 
 AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def set_neuron_backend(model: torch.nn.Module, backend: str) -> int:
@@ -68,19 +64,8 @@ def benchmark(name: str, overrides: dict, batch: int, amp: str, device: str, war
         scaler.step(opt)
         scaler.update()
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        step()
-    sync()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    rss0 = _peak_rss_mib()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    dt = (time.perf_counter() - t0) / steps
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _peak_rss_mib() - rss0
+    t = time_steps(step, device, warmup, steps)
+    dt = t["s_per_step"]
     return {
         "model": name,
         "overrides": overrides,
@@ -91,9 +76,9 @@ def benchmark(name: str, overrides: dict, batch: int, amp: str, device: str, war
         "neurons": n_neurons,
         "ms_per_step": round(dt * 1e3, 2),
         "samples_per_s": round(batch / dt, 2),
-        "peak_mib": round(peak, 1),
-        "peak_kind": "cuda max_memory_allocated" if device == "cuda" else "process peak-RSS growth",
-        "process_peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_mib": round(t["peak_mib"], 1),
+        "peak_kind": t["peak_kind"],
+        "process_peak_rss_mib": round(t["process_peak_rss_mib"], 1),
     }
 
 
