@@ -1,9 +1,13 @@
 """Small models and datasets for the engine tests (no registry model needed)."""
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from spikescope.demo import DEMO_RECIPE
 from spikescope.layers.time import TConv2d
 from spikescope.neurons import LIF
 from spikescope.train.config import load_config
@@ -76,3 +80,16 @@ def tiny_config(tmp_path, **train):
         "train": {"epochs": 4, "out_dir": str(tmp_path), "run_name": "run", "progress": False, **train},
     }
     return load_config(values=values)
+
+
+def tiny_demo_recipe(tmp_path: Path, epochs: int = 2) -> Path:
+    """``tmp_path/tiny.yaml``: the demo recipe shrunk to a seconds-long CLI run (2 classes, 4-wide SMA-VGG8, T = 4)
+    writing its data under ``tmp_path/data`` and its run to ``tmp_path/runs/tiny``."""
+    recipe = yaml.safe_load(yaml.safe_dump(DEMO_RECIPE))
+    recipe["model"]["options"].update(widths=[4, 4, 4, 4, 4], hidden=[8, 8], timesteps=4, num_classes=2)
+    recipe["data"].update(root=str(tmp_path / "data"), num_frames=4, batch_size=4)
+    recipe["data"]["synthetic"].update(num_classes=2, samples_per_class=8, size=32, steps=10)
+    recipe["train"].update(epochs=epochs, out_dir=str(tmp_path / "runs"), progress=False)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path

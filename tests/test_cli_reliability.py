@@ -1,12 +1,11 @@
 """One-line errors at the CLI boundary, and checkpoints that rebuild the model they were trained as."""
 import pytest
 import torch
-import yaml
+from _train_helpers import tiny_demo_recipe
 from torch.utils.data import DataLoader, Dataset
 
 from spikescope.cli import _one_line, main
 from spikescope.data.events import EventFileError
-from spikescope.demo import DEMO_RECIPE
 from spikescope.models import checkpoint_options, create_model
 
 
@@ -14,13 +13,7 @@ from spikescope.models import checkpoint_options, create_model
 def trained(tmp_path_factory):
     """A 1-epoch sma_vgg8_dvs128 run with non-default widths (the options only its checkpoint knows)."""
     tmp = tmp_path_factory.mktemp("trained")
-    recipe = yaml.safe_load(yaml.safe_dump(DEMO_RECIPE))
-    recipe["model"]["options"].update(widths=[4, 4, 4, 4, 4], hidden=[8, 8], timesteps=4, num_classes=2)
-    recipe["data"].update(root=str(tmp / "data"), num_frames=4, batch_size=4)
-    recipe["data"]["synthetic"].update(num_classes=2, samples_per_class=8, size=32, steps=10)
-    recipe["train"].update(epochs=1, out_dir=str(tmp / "runs"), progress=False)
-    path = tmp / "tiny.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = tiny_demo_recipe(tmp, epochs=1)
     assert main(["train", "--config", str(path)]) == 0
     return path, tmp / "runs" / "tiny"
 

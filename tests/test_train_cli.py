@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from _train_helpers import TinySNN
+from _train_helpers import TinySNN, tiny_demo_recipe
 
 from spikescope.analysis import FiringRateRecorder
 from spikescope.cli import main
@@ -42,19 +42,8 @@ def test_firing_rates_equal_mean_spikes():
     assert not model.lif._forward_hooks  # hooks removed on exit
 
 
-def _tiny_recipe(tmp_path) -> Path:
-    recipe = yaml.safe_load(yaml.safe_dump(DEMO_RECIPE))
-    recipe["model"]["options"].update(widths=[4, 4, 4, 4, 4], hidden=[8, 8], timesteps=4, num_classes=2)
-    recipe["data"].update(root=str(tmp_path / "data"), num_frames=4, batch_size=4)
-    recipe["data"]["synthetic"].update(num_classes=2, samples_per_class=8, size=32, steps=10)
-    recipe["train"].update(epochs=2, out_dir=str(tmp_path / "runs"), progress=False)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
 def test_cli_train_resume_eval(tmp_path, capsys):
-    recipe = _tiny_recipe(tmp_path)
+    recipe = tiny_demo_recipe(tmp_path)
     assert main(["train", "--config", str(recipe), "--set", "train.epochs=1"]) == 0
     run = tmp_path / "runs" / "tiny"
     assert (run / "config.yaml").is_file() and (run / "log.csv").is_file()
