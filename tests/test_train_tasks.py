@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from spikescope.train import fit, load_config
 from spikescope.train.config import ConfigError
+from spikescope.train.guards import NonFiniteError
 from spikescope.train.schedules import IterationScheduler
 from spikescope.train.tasks import get_task, register_task
 
@@ -45,6 +46,21 @@ class _RegressionTask:
 
 
 register_task("toy_regression", _RegressionTask())
+
+
+class _ExplodingTask(_RegressionTask):
+    """The regression task whose loss turns NaN at the run's 5th update."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def losses(self, model, batch, device):
+        self.calls += 1
+        terms = super().losses(model, batch, device)
+        return {k: v * float("nan") for k, v in terms.items()} if self.calls == 5 else terms
+
+
+register_task("toy_exploding", _ExplodingTask())
 
 
 def _config(tmp_path, **schedule):
@@ -101,3 +117,11 @@ def test_task_errors(tmp_path):
         load_config(values={"model": {"name": "x"}, "schedule": {"milestones": [8, "a"]}})
     with pytest.raises(TypeError, match="lacks"):
         register_task("broken", object())
+
+
+def test_losses_task_stops_on_a_non_finite_loss_before_the_step(tmp_path):
+    cfg = _config(tmp_path)
+    cfg.task = "toy_exploding"
+    with pytest.raises(NonFiniteError, match="epoch 0, step 4: loss is nan"):
+        fit(cfg)
+    assert not (tmp_path / "r" / "best.pt").exists()

@@ -118,35 +118,49 @@ def _train_epoch(model, loader, optimizer, scaler, ema, cfg: Config, dist: DistI
         with _autocast(dist.device, cfg.train.amp):
             out = model(to_model_layout(x))
         loss = readout_loss(out, y, cfg.train.readout, cfg.train.label_smoothing, cfg.train.tet_lambda)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.optim.clip_grad:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-        if not scaler.is_enabled() and not step_is_finite(loss, model, dist):
-            raise_non_finite_step(loss, epoch, step)
-        scale = scaler.get_scale() if scaler.is_enabled() else None
-        scaler.step(optimizer)
-        scaler.update()
-        if scale is not None and scaler.get_scale() < scale:  # the scaler found inf/NaN gradients: step skipped
+        if not _update(loss, model, optimizer, scaler, ema, cfg, dist, epoch, step):
             skipped += 1
             continue
-        if ema is not None:
-            ema.update(_unwrap(model))
         with torch.no_grad():
             correct = (as_time_first(out).float().mean(0).argmax(-1) == y).sum()
         stats += torch.stack([torch.tensor(float(len(y)), device=dist.device), loss.detach().double() * len(y),
                               correct.double()])
         bar.set_postfix(loss=f"{loss.item():.4f}")
     all_reduce_sum(stats, dist)
-    if scaler.is_enabled() and skipped == len(loader):
+    n = max(stats[0].item(), 1.0)
+    return {"train_loss": stats[1].item() / n, "train_acc1": 100 * stats[2].item() / n,
+            **_skipped(scaler, skipped, len(loader), epoch)}
+
+
+def _update(loss, model, optimizer, scaler, ema, cfg: Config, dist: DistInfo, epoch: int, step: int) -> bool:
+    """Backward, clip and optimiser step of one update (and the EMA); ``False`` where the fp16 ``GradScaler``
+    skipped it for inf/NaN gradients. Without a scaler a non-finite loss or gradient raises
+    :class:`NonFiniteError` before the weights change."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.optim.clip_grad:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+    if not scaler.is_enabled() and not step_is_finite(loss, model, dist):
+        raise_non_finite_step(loss, epoch, step)
+    scale = scaler.get_scale() if scaler.is_enabled() else None
+    scaler.step(optimizer)
+    scaler.update()
+    if scale is not None and scaler.get_scale() < scale:  # the scaler found inf/NaN gradients: step skipped
+        return False
+    if ema is not None:
+        ema.update(_unwrap(model))
+    return True
+
+
+def _skipped(scaler, skipped: int, steps: int, epoch: int) -> dict:
+    """``{"skipped_steps": n}`` under the fp16 scaler (else ``{}``); every step of the epoch skipped stops the run."""
+    if not scaler.is_enabled():
+        return {}
+    if skipped == steps:
         raise NonFiniteError(f"epoch {epoch}: the fp16 GradScaler skipped all {skipped} steps (non-finite gradients "
                              "at every scale); lower optim.lr or use train.amp=bf16")
-    n = max(stats[0].item(), 1.0)
-    row = {"train_loss": stats[1].item() / n, "train_acc1": 100 * stats[2].item() / n}
-    if scaler.is_enabled():
-        row["skipped_steps"] = skipped
-    return row
+    return {"skipped_steps": skipped}
 
 
 def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler, cfg: Config, dist: DistInfo,
@@ -155,13 +169,14 @@ def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler
     each pass seeded by ``(epoch, pass)``) for tasks that give ``losses_fn(model, batch, device) -> {name: loss}``.
 
     The loss is the sum of the terms; the lr schedule is stepped per update (``scheduler.step_update(i)`` with the
-    run's update count ``i``). Returns ``lr`` (of the epoch's first update), ``train_loss`` and ``train_<name>``:
-    means over the epoch (all ranks)."""
+    run's update count ``i``); non-finite updates stop or are skipped as in classification (:func:`_update`).
+    Returns ``lr`` (of the epoch's first update), ``train_loss`` and ``train_<name>``: means over the epoch (all
+    ranks), and ``skipped_steps`` under the fp16 scaler."""
     model.train()
     n_iter = cfg.train.iters_per_epoch or len(loader)
     sums: dict[str, torch.Tensor] = {}
     bar = tqdm(total=n_iter, desc=f"epoch {epoch}", leave=False, disable=not (cfg.train.progress and dist.is_main))
-    done, passes, first_lr = 0, 0, None
+    done, passes, first_lr, skipped = 0, 0, None, 0
     while done < n_iter:
         if passes:
             loader.sampler.set_epoch(epoch * 1000 + passes)
@@ -174,15 +189,7 @@ def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler
             with _autocast(dist.device, cfg.train.amp):
                 terms = losses_fn(model, batch, dist.device)
             loss = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.clip_grad:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update(_unwrap(model))
+            skipped += not _update(loss, model, optimizer, scaler, ema, cfg, dist, epoch, done)
             for name, value in {"loss": loss, **terms}.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().double()
             done += 1
@@ -193,7 +200,8 @@ def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler
     names = sorted(sums)
     stats = torch.stack([sums[k].to(dist.device) for k in names])
     all_reduce_sum(stats, dist)
-    return {"lr": first_lr, **{f"train_{k}": v / (n_iter * dist.world_size) for k, v in zip(names, stats.tolist())}}
+    return {"lr": first_lr, **{f"train_{k}": v / (n_iter * dist.world_size) for k, v in zip(names, stats.tolist())},
+            **_skipped(scaler, skipped, n_iter, epoch)}
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
