@@ -166,6 +166,50 @@ def test_cpu_kernels_long_sequence_multi_chunk():
     torch.testing.assert_close(outs["torch"][2], outs["cpu"][2], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("surrogate,detach_reset,learn", [(Sigmoid(4.0), False, True), (ATan(2.0), False, False),
+                                                          (Rectangle(1.0), True, False)], ids=str)
+def test_cpu_streaming_stores_write_what_direct_stores_write(monkeypatch, dtype, surrogate, detach_reset, learn):
+    # Calls larger than the last-level cache write through stage arrays with non-temporal stores. Forced on for
+    # every call: T = 6 (one unrolled trip and tail steps), 1001 neurons (rows not 32-byte aligned, ragged chunk),
+    # the membrane returned, H or the uint8 codes saved, PLIF's decay gradient: bit-identical to direct stores.
+    from spikescope.neurons.kernels import cpu
+
+    x = (torch.randn(6, 7, 143) * 1.5).to(dtype)
+    gs, gv = torch.randn(x.shape).to(dtype), (torch.randn(x.shape) * 0.1).to(dtype)
+    outs = {}
+    for limit in (0, 1 << 62):
+        monkeypatch.setattr(cpu, "STREAM_MIN_BYTES", limit)
+        k = torch.tensor(0.6, requires_grad=True) if learn else 1 / 1.7
+        xb = x.clone().requires_grad_(True)
+        s, v = run_lif(xb, k, _params(0.0, True, detach_reset, surrogate), "cpu", return_state=True)
+        ((s.float() * gs.float()).sum() + (v.float() * gv.float()).sum()).backward()
+        outs[limit] = (s, v, xb.grad, k.grad if learn else None)
+    streamed, direct = outs.values()
+    assert streamed[0].sum() > 0
+    for a, b in zip(streamed[:3], direct[:3]):
+        assert torch.equal(a, b)
+    if learn:
+        torch.testing.assert_close(streamed[3], direct[3], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("surrogate", [Sigmoid(4.0), ATan(2.0)], ids=str)
+def test_cpu_kernels_propagate_nan_like_the_reference(surrogate):
+    # a NaN input must leave a NaN gradient where the reference has one (the trainer's non-finite check relies on
+    # it), also through the vectorised surrogate
+    x = torch.randn(4, 64) * 1.5
+    x[1, 5] = float("nan")
+    grads = {}
+    for backend in ("torch", "cpu"):
+        xb = x.clone().requires_grad_(True)
+        LIF(surrogate=surrogate, backend=backend)(xb).sum().backward()
+        grads[backend] = xb.grad
+    finite = ~grads["torch"].isnan()
+    assert not finite.all()
+    assert torch.equal(finite, ~grads["cpu"].isnan())
+    torch.testing.assert_close(grads["torch"][finite], grads["cpu"][finite], rtol=1e-6, atol=1e-6)
+
+
 def test_cpu_kernels_threads_split_neurons():
     x = torch.randn(3, 4, 2**16 + 77) * 1.5  # more than one range per thread
     torch.set_num_threads(2)
@@ -213,10 +257,14 @@ def test_cpu_no_grad_keeps_nothing_and_auto_picks_cpu():
         assert torch.equal(LIF(backend="cpu")(x), LIF(backend="torch")(x))
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["direct", "streaming"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("max_value,norm", [(4, None), (4, 1.0), (3, 3.0), (4, 2.5)])
-def test_integer_spike_cpu_kernel_matches_torch(dtype, max_value, norm):
-    x = (torch.randn(5, 3, 17) * 3).to(dtype)
+def test_integer_spike_cpu_kernel_matches_torch(monkeypatch, dtype, max_value, norm, stream):
+    from spikescope.neurons.kernels import cpu
+
+    monkeypatch.setattr(cpu, "STREAM_MIN_BYTES", 0 if stream else 1 << 62)  # streaming: non-temporal stores
+    x = (torch.randn(5, 3, 117) * 3).to(dtype)  # 1755 elements: a ragged chunk, unaligned ends
     x[0, 0, :4] = torch.tensor([0.5, 1.5, 2.5, float("nan")])  # ties round to even, NaN stays NaN
     res = {}
     for backend in ("torch", "cpu"):

@@ -5,15 +5,19 @@ else ``cc``), one small shared library per kernel variant (dtype, reset, surroga
 under ``$SPIKESCOPE_KERNEL_CACHE`` (default ``~/.cache/spikescope/cpu-kernels``) keyed on the source, the flags, the
 compiler and the CPU, so a later process loads it at once. Nothing depends on T or on the shape.
 
-Each call walks the neurons in chunks of 1024 and T inside the chunk, the state in a stack array: the forward reads
+Each call walks the neurons in chunks of 512 and T inside the chunk, the state in a stack array: the forward reads
 ``X`` once and writes the spikes and what backward keeps once; the backward reads that, ``dL/dS`` (and ``dL/dV``)
 once and writes ``dL/dX`` once (``X`` again for PLIF with ``decay_input``), the floor of 6 passes of
-``benchmarks/neurons.py``. The charge is compiled without FMA contraction, in the reference's order of roundings,
-so spikes and membranes are bit-identical to :mod:`.reference`; gradients agree within 1e-6 (the sigmoid surrogate
-uses a polynomial ``exp``, relative error ~1e-7). What backward keeps is what :mod:`.fused` keeps (``H`` in float32,
-a uint8 code with Rectangle and a detached or soft reset, PLIF with ``decay_input`` also ``X``), nothing under
-``torch.no_grad()``. float32 and bfloat16 run here; other dtypes and custom surrogates go to :func:`.fused.lif_fused`.
-With ``torch.get_num_threads() > 1`` large calls are split over neurons into that many threads (the GIL is released).
+``benchmarks/neurons.py``. A call that writes more than the last-level cache holds (:data:`STREAM_MIN_BYTES`)
+writes with non-temporal stores, which do not first read the destination into the cache: each output then costs
+one pass over memory instead of two. The charge is compiled without FMA contraction, in the reference's order of
+roundings, so spikes and membranes are bit-identical to :mod:`.reference`. Backward may contract (it is compiled with
+FMAs) and evaluates the smooth surrogates 8 lanes at a time with a polynomial ``exp`` and the hardware reciprocal
+estimate refined by one Newton step (relative error ~2e-7, where a divide would stall): gradients agree within
+1e-6. What backward keeps is what :mod:`.fused` keeps (``H`` in float32, a uint8 code with Rectangle and a detached
+or soft reset, PLIF with ``decay_input`` also ``X``), nothing under ``torch.no_grad()``. float32 and bfloat16 run
+here; other dtypes and custom surrogates go to :func:`.fused.lif_fused`. With ``torch.get_num_threads() > 1`` large
+calls are split over neurons into that many threads (the GIL is released).
 
 Page faults dominate a fresh allocation on the CPU (filling a new 32 MiB tensor costs several times refilling an
 old one), so the large buffers these kernels create (spikes, what backward keeps, ``dL/dX``) come from a small pool:
@@ -49,6 +53,8 @@ __all__ = ["lif_cpu", "integer_spike_cpu", "compiler", "empty_cache", "KernelBui
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=256", "-ffp-contract=off", "-fno-math-errno",
          "-fno-trapping-math", "-shared", "-fPIC")
+#: the LIF backward promises gradients within 1e-6, not bit-identity, so it may fuse a * b + c into one FMA
+BACKWARD_FLAGS = tuple("-ffp-contract=fast" if f == "-ffp-contract=off" else f for f in FLAGS)
 CPU_DTYPES = (torch.float32, torch.bfloat16)
 #: surrogate class -> (kernel id, its two constants from alpha), the formulas of :mod:`..surrogate`
 _SURROGATES = {ATan: (0, lambda a: (a / 2, math.pi / 2 * a)), Sigmoid: (1, lambda a: (a, a)),
@@ -58,10 +64,10 @@ _MIN_SPLIT = 1 << 16  # neurons per thread below which a call stays on one threa
 
 _P, _I64, _F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _SIGNATURES = {
-    "spk_lif_fwd": [_P] * 5 + [_I64] * 4 + [_F32] * 4,
-    "spk_lif_bwd": [_P] * 7 + [_I64] * 4 + [_F32] * 5,
-    "spk_int_fwd": [_P] * 3 + [_I64] + [_F32] * 2,
-    "spk_int_bwd": [_P] * 3 + [_I64] + [_F32],
+    "spk_lif_fwd": [_P] * 5 + [_I64] * 4 + [_F32] * 4 + [_I64],
+    "spk_lif_bwd": [_P] * 7 + [_I64] * 4 + [_F32] * 5 + [_I64],
+    "spk_int_fwd": [_P] * 3 + [_I64] + [_F32] * 2 + [_I64],
+    "spk_int_bwd": [_P] * 3 + [_I64] + [_F32] + [_I64],
 }
 _libs: dict[tuple, ctypes.CDLL] = {}
 _lock = threading.Lock()
@@ -72,6 +78,9 @@ _buffer_lock = threading.Lock()
 _POOLED_MIN = 1 << 20  # smaller tensors come straight from torch.empty (malloc reuses them cheaply)
 _HUGE_PAGE, _MADV_HUGEPAGE = 1 << 21, 14
 _warned: set[str] = set()
+#: bytes a call must write to use non-temporal stores (None: the size of the last-level cache); smaller outputs are
+#: written through the cache, where the next layer finds them
+STREAM_MIN_BYTES: int | None = None
 
 
 class KernelBuildError(RuntimeError):
@@ -110,15 +119,16 @@ def _library(defines: tuple[tuple[str, int], ...]) -> ctypes.CDLL:
         if cc is None:
             raise KernelBuildError("no C compiler found (set $CC or install cc)")
         args = [f"-D{k}={v}" for k, v in defines]
+        flags = BACKWARD_FLAGS if defines[0][0] == "SPK_LIF_BWD" else FLAGS
         version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *args, version, _cpu_signature()]).encode())
+        key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, *args, version, _cpu_signature()]).encode())
         target = _cache_dir() / f"{defines[0][0].lower()}-{key.hexdigest()[:20]}.so"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
             os.close(fd)
             try:
-                run = subprocess.run([cc, *FLAGS, *args, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+                run = subprocess.run([cc, *flags, *args, str(SOURCE), "-o", tmp], capture_output=True, text=True,
                                      timeout=120)
                 if run.returncode != 0:
                     raise KernelBuildError(f"{cc} failed: {run.stderr.strip()[-400:]}")
@@ -199,6 +209,23 @@ def _run(fn, ranges: list[tuple[int, int]]) -> None:
     list(_pool.map(lambda r: fn(r[0], *r[1]), enumerate(ranges)))
 
 
+@functools.cache
+def _last_level_cache_bytes() -> int:
+    try:
+        size = os.sysconf("SC_LEVEL3_CACHE_SIZE") or os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (ValueError, OSError):
+        size = 0
+    return size if size > 0 else 8 << 20
+
+
+def _stream(*outputs: torch.Tensor | None) -> int:
+    """1 when a call writes more than the last-level cache holds: its stores then bypass the cache (see the C source);
+    smaller outputs stay cached for the layer that reads them next."""
+    written = sum(t.numel() * t.element_size() for t in outputs if t is not None)
+    limit = STREAM_MIN_BYTES if STREAM_MIN_BYTES is not None else _last_level_cache_bytes()
+    return int(written >= limit)
+
+
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -235,7 +262,8 @@ class _CpuLIF(torch.autograd.Function):
                         ("K_HARD", int(p.hard_reset)), ("K_STORE_V", int(return_state)), ("K_SAVE", mode)))
         win = 0.5 / p.surrogate.alpha if mode == SAVE_CODES else 0.0
         args = (x.data_ptr(), spikes.data_ptr(), _ptr(v_seq), _ptr(h), _ptr(codes), T, N)
-        _run(lambda i, a, b: lib.spk_lif_fwd(*args, a, b, kf, p.v_threshold, p.reset_value, win), _ranges(N))
+        stream = _stream(spikes, v_seq, h, codes)
+        _run(lambda i, a, b: lib.spk_lif_fwd(*args, a, b, kf, p.v_threshold, p.reset_value, win, stream), _ranges(N))
         keep_x = learn_decay and p.decay_input
         ctx.save_for_backward(h if codes is None else codes, x if keep_x else None, k if learn_decay else None)
         ctx.p, ctx.kf, ctx.mode, ctx.sur = p, kf, mode, sur
@@ -258,7 +286,7 @@ class _CpuLIF(torch.autograd.Function):
                         ("K_SAVE", ctx.mode), ("K_HAS_GV", int(gv is not None)), ("K_LEARN", learn),
                         ("K_HARD", int(p.hard_reset)), ("K_DETACH", int(p.detach_reset)),
                         ("K_DECAY_INPUT", int(p.decay_input))))
-        consts = (ctx.kf, p.v_threshold, p.reset_value, sg_a, sg_b)
+        consts = (ctx.kf, p.v_threshold, p.reset_value, sg_a, sg_b, _stream(grad_x))
         codes = ctx.mode == SAVE_CODES
         ranges = _ranges(N)
         gk = (ctypes.c_double * len(ranges))()
@@ -307,9 +335,9 @@ class _CpuIntegerSpike(torch.autograd.Function):
         inside = _empty(x.shape, torch.uint8)
         lib = _library((("SPK_INT", 1), ("K_BF", int(x.dtype == torch.bfloat16)), ("K_DIVIDE", int(norm != 1.0))))
         base = (x.data_ptr(), s.data_ptr(), inside.data_ptr())
-        size = x.element_size()
+        size, stream = x.element_size(), _stream(s, inside)
         _run(lambda i, a, b: lib.spk_int_fwd(base[0] + a * size, base[1] + a * size, base[2] + a, b - a,
-                                          max_value, norm), _ranges(x.numel()))
+                                          max_value, norm, stream), _ranges(x.numel()))
         ctx.save_for_backward(inside)
         ctx.norm, ctx.lib = norm, lib
         return s
@@ -319,10 +347,10 @@ class _CpuIntegerSpike(torch.autograd.Function):
         (inside,) = ctx.saved_tensors
         grad = grad.contiguous()
         gx = _empty(grad.shape, grad.dtype)
-        size = grad.element_size()
+        size, stream = grad.element_size(), _stream(gx)
         base = (grad.data_ptr(), inside.data_ptr(), gx.data_ptr())
-        _run(lambda i, a, b: ctx.lib.spk_int_bwd(base[0] + a * size, base[1] + a, base[2] + a * size, b - a, ctx.norm),
-             _ranges(grad.numel()))
+        _run(lambda i, a, b: ctx.lib.spk_int_bwd(base[0] + a * size, base[1] + a, base[2] + a * size, b - a, ctx.norm,
+                                              stream), _ranges(grad.numel()))
         return gx, None, None
 
 
