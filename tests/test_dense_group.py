@@ -5,12 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torch.utils.data import DistributedSampler
 
+from spikescope.cli import main, register_tasks
 from spikescope.dense.det.data import AspectRatioBatchSampler, CocoDetection, DetTransforms
 from spikescope.dense.det.task import DetectionTask
-from spikescope.train import load_config
+from spikescope.train import fit, load_config
 from spikescope.train.distributed import DistInfo
 
 # (width, height): landscape, portrait and square images (a square one goes with the landscape ones)
@@ -18,19 +20,22 @@ SIZES = [(48, 32), (32, 48), (40, 40), (48, 36), (36, 48), (56, 32)]
 
 
 def _write_coco(root, sizes, images=True):
-    """A COCO layout of one box per image; ``images=False`` writes the annotation file only."""
+    """A COCO layout (the same images in both splits) of one box per image; ``images=False``: annotations only."""
     (root / "annotations").mkdir(parents=True)
-    (root / "train2017").mkdir()
     meta, anns = [], []
     for i, (w, h) in enumerate(sizes, 1):
         meta.append({"id": i, "file_name": f"{i:012d}.jpg", "width": w, "height": h})
         anns.append({"id": i, "image_id": i, "category_id": 1, "bbox": [4, 4, 20, 20], "area": 400.0, "iscrowd": 0,
                      "segmentation": [[4, 4, 24, 4, 24, 24, 4, 24]]})
-        if images:
-            Image.fromarray(np.full((h, w, 3), 60 + 20 * i, np.uint8)).save(root / "train2017" / meta[-1]["file_name"])
     cats = [{"id": 1, "name": "box", "supercategory": "shape"}]
-    (root / "annotations" / "instances_train2017.json").write_text(
-        json.dumps({"images": meta, "annotations": anns, "categories": cats}))
+    for split in ("train", "val"):
+        (root / f"{split}2017").mkdir()
+        for (w, h), m in zip(sizes, meta):
+            if images:
+                Image.fromarray(np.full((h, w, 3), 40 + 30 * m["id"], np.uint8)).save(
+                    root / f"{split}2017" / m["file_name"])
+        (root / "annotations" / f"instances_{split}2017.json").write_text(
+            json.dumps({"images": meta, "annotations": anns, "categories": cats}))
     return root
 
 
@@ -136,8 +141,43 @@ def test_a_wrong_option_value_is_refused(tmp_path, value):
         DetectionTask().check(cfg)
 
 
+def test_cli_names_the_bad_value(tmp_path, capsys):
+    cfg = {"task": "detection", "model": {"name": "maskrcnn_sdt_v3_s"}, "train": {"out_dir": str(tmp_path / "runs")},
+           "data": {"name": "coco", "root": str(tmp_path), "batch_size": 2}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--set", "task_options.group_by_aspect_ratio=maybe"]) == 2
+    assert "error: task_options.group_by_aspect_ratio: expected true or false, got 'maybe'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_bad_flags_and_batch_size_are_refused():
     with pytest.raises(ValueError, match="flags must be 0 .portrait. or 1 .landscape., got 2"):
         AspectRatioBatchSampler(range(2), [0, 2], 1)
     with pytest.raises(ValueError, match="data.batch_size: expected a positive integer, got 0"):
         AspectRatioBatchSampler(range(2), [0, 1], 0)
+
+
+@pytest.mark.slow
+def test_resume_with_grouped_batches_is_bit_exact(tmp_path):
+    root = _write_coco(tmp_path / "coco", SIZES)
+    register_tasks()
+
+    def recipe(name):
+        return load_config(values={
+            "task": "detection", "task_options": {"first_scale": [64, 32], "multiscale": [32], "long_max": 64,
+                                                  "test_scale": [64, 32], "max_eval_images": 1},
+            "model": {"name": "maskrcnn_sdt_v3_s", "options": {
+                "backbone": "sdt_v3_t", "embed_dims": [16, 32, 64, 64], "neck_channels": 32, "fc": 64,
+                "num_classes": 1, "rpn_proposals": 50, "roi_batch": 32}},
+            "data": {"name": "coco", "root": str(root), "batch_size": 2},
+            "optim": {"name": "adamw", "lr": 2e-4, "weight_decay": 0.05},
+            "schedule": {"name": "multistep", "warmup_iters": 2, "milestones": [8]},
+            "train": {"epochs": 2, "eval_every": 2, "out_dir": str(tmp_path), "run_name": name, "progress": False}})
+
+    full = fit(recipe("full"))
+    split = recipe("split")
+    fit(split, stop_after=1)
+    resumed = fit(split, resume=True)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["train_loss"] for r in full.history] == [r["train_loss"] for r in resumed.history]
