@@ -132,6 +132,8 @@ def test_grouping_off_keeps_the_plain_loader(tmp_path):
     DetectionTask().check(cfg)
     loader, _ = DetectionTask().build_loaders(CocoDetection(root, "train"), [], cfg, DistInfo())
     assert isinstance(loader.sampler, DistributedSampler) and loader.drop_last and len(loader) == 1
+    with pytest.raises(ValueError, match=r"the training set \(list\) has no aspect_flags\(\) to group by; set it"):
+        DetectionTask().build_loaders(list(range(6)), [], _cfg(root), DistInfo())
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])
