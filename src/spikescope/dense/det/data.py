@@ -16,12 +16,16 @@ random crop with sides in ``crop_range`` (384..600; boxes clipped, empty ones dr
 kept) and the multiscale resize. Keep-ratio sizes are ``floor(side * f + 0.5)`` with
 ``f = min(long_max / long, short_max / short)``; images are resized bilinearly (``torch.nn.functional.interpolate``, no antialias, rounded to uint8 after each resize, like OpenCV),
 masks nearest. Test: keep-ratio resize to fit ``test_scale`` (1333 x 800). Then ImageNet mean/std on 0-255 RGB.
+
+Training batches group images by orientation as released (mmdet 3.x ``AspectRatioBatchSampler``):
+:class:`AspectRatioBatchSampler` over this rank's shuffled share, read through :class:`BatchView`.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import math
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
-__all__ = ["CocoDetection", "DetTransforms", "collate", "keep_ratio_size", "MEAN", "STD", "require_pycocotools"]
+__all__ = ["CocoDetection", "DetTransforms", "AspectRatioBatchSampler", "BatchView", "collate", "keep_ratio_size",
+           "MEAN", "STD", "require_pycocotools"]
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -150,6 +155,11 @@ class CocoDetection(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def aspect_flags(self) -> list[int]:
+        """Per image (in ``ids`` order) 1 if ``width >= height`` else 0, from the annotation file's sizes (no image
+        is decoded); the released grouping's two buckets (a square image goes with the landscape ones)."""
+        return [int(self.coco.imgs[i]["width"] >= self.coco.imgs[i]["height"]) for i in self.ids]
+
     def _annotations(self, image_id: int, W: int, H: int):
         boxes, labels, masks = [], [], []
         for a in self.coco.imgToAnns.get(image_id, []):
@@ -174,6 +184,60 @@ class CocoDetection(Dataset):
         img = (img - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
         return img, {"boxes": boxes, "labels": labels, "masks": masks, "image_id": image_id,
                      "orig_size": (H, W), "scale": scale}
+
+
+class AspectRatioBatchSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` indices of one orientation, as the released mmdet 3.x ``AspectRatioBatchSampler``.
+
+    ``sampler`` gives this rank's share of the epoch (a seeded ``DistributedSampler``: shuffled from
+    ``seed + epoch``, padded by repeating its first indices to a multiple of the world size, so every rank gets
+    ``ceil(N / world)`` indices); ``flags[i]`` is image ``i``'s bucket (:meth:`CocoDetection.aspect_flags`). Indices
+    are put into their bucket in the sampler's order and a bucket is yielded when it holds ``batch_size``. No
+    bucket is padded: at the end of the epoch the rest (< ``batch_size`` of each bucket, bucket 0 first) is yielded
+    in chunks of ``batch_size``, so at most one batch per rank and epoch mixes orientations and the last one can be
+    short (released ``drop_last=False``). ``len`` is ``ceil(len(sampler) / batch_size)``, the same on every rank.
+    ``set_epoch`` reaches the sampler (the same ``(seed, epoch)`` gives the same batches: exact resume)."""
+
+    def __init__(self, sampler: Sized, flags: Sequence[int], batch_size: int) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"data.batch_size: expected a positive integer, got {batch_size!r}")
+        bad = [f for f in flags if f not in (0, 1)]
+        if bad:
+            raise ValueError(f"aspect-ratio flags must be 0 (portrait) or 1 (landscape), got {bad[0]!r}")
+        self.sampler, self.flags, self.batch_size = sampler, list(flags), batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        buckets: tuple[list[int], list[int]] = ([], [])
+        for index in self.sampler:
+            bucket = buckets[self.flags[index]]
+            bucket.append(index)
+            if len(bucket) == self.batch_size:
+                yield bucket[:]
+                bucket.clear()
+        rest = buckets[0] + buckets[1]
+        for start in range(0, len(rest), self.batch_size):
+            yield rest[start:start + self.batch_size]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+
+class BatchView(Dataset):
+    """``dataset`` read a batch at a time: ``view[[i, j, ...]] -> [dataset[i], dataset[j], ...]``. A ``DataLoader``
+    with ``batch_size=None`` and a batch sampler as its ``sampler`` loads whole batches this way, and keeps the batch
+    sampler as ``loader.sampler`` (where the training engine calls ``set_epoch``)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, indices: list[int]) -> list:
+        return [self.dataset[i] for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
 
 
 def collate(batch):

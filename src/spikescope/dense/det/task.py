@@ -4,7 +4,10 @@ Recipe keys it reads: ``data.root`` (the COCO folder), ``data.batch_size`` (imag
 ``data.eval_batch_size`` (default 1, as released), ``data.num_workers``; ``model.name`` / ``model.options`` (a
 ``maskrcnn_sdt_v3_*`` model), ``model.pretrained`` (an ImageNet backbone checkpoint, loaded non-strictly into the
 backbone); ``task_options``: the :class:`~.data.DetTransforms` sizes (``first_scale, multiscale, crop_scales,
-crop_range, long_max, test_scale, flip, crop``) and ``max_eval_images`` (evaluate on the first N validation images).
+crop_range, long_max, test_scale, flip, crop``), ``max_eval_images`` (evaluate on the first N validation images) and
+``group_by_aspect_ratio`` (default ``true``: training batches of one orientation,
+:class:`~.data.AspectRatioBatchSampler`, as released; ``false``: any images share a batch, the last short batch of
+each rank is dropped). Evaluation batches are never grouped.
 The primary metric is ``test_bbox_AP`` (COCO AP@[.5:.95] of the boxes).
 """
 from __future__ import annotations
@@ -23,13 +26,13 @@ from tqdm import tqdm
 
 from ...models import create_model, load_checkpoint
 from .coco_eval import STAT_NAMES, detections_to_records, evaluate_coco, to_original
-from .data import MEAN, STD, CocoDetection, DetTransforms, collate
+from .data import MEAN, STD, AspectRatioBatchSampler, BatchView, CocoDetection, DetTransforms, collate
 
 __all__ = ["DetectionTask"]
 
 _TRANSFORM_KEYS = ("first_scale", "multiscale", "crop_scales", "crop_range", "long_max", "test_scale", "flip",
                    "crop")
-_OPTION_KEYS = (*_TRANSFORM_KEYS, "max_eval_images")
+_OPTION_KEYS = (*_TRANSFORM_KEYS, "max_eval_images", "group_by_aspect_ratio")
 
 
 def _transforms(cfg, train: bool) -> DetTransforms:
@@ -67,6 +70,9 @@ class DetectionTask:
         unknown = [k for k in cfg.task_options if k not in _OPTION_KEYS]
         if unknown:
             raise ValueError(f"task_options.{unknown[0]}: unknown for task detection; it accepts {list(_OPTION_KEYS)}")
+        group = cfg.task_options.get("group_by_aspect_ratio", True)
+        if not isinstance(group, bool):
+            raise ValueError(f"task_options.group_by_aspect_ratio: expected true or false, got {group!r}")
         if not cfg.model.name.startswith("maskrcnn_"):
             raise ValueError(f"model.name: task detection needs a maskrcnn_* model, got {cfg.model.name!r}")
 
@@ -84,8 +90,16 @@ class DetectionTask:
     def build_loaders(self, train_set, test_set, cfg, dist):
         sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                      seed=cfg.train.seed)
-        train = DataLoader(train_set, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-                           collate_fn=collate, num_workers=cfg.data.num_workers)
+        if cfg.task_options.get("group_by_aspect_ratio", True):
+            if not callable(getattr(train_set, "aspect_flags", None)):
+                raise ValueError(f"task_options.group_by_aspect_ratio: the training set ({type(train_set).__name__}) "
+                                 "has no aspect_flags() to group by; set it to false")
+            batches = AspectRatioBatchSampler(sampler, train_set.aspect_flags(), cfg.data.batch_size)
+            train = DataLoader(BatchView(train_set), batch_size=None, sampler=batches, collate_fn=collate,
+                               num_workers=cfg.data.num_workers)
+        else:
+            train = DataLoader(train_set, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+                               collate_fn=collate, num_workers=cfg.data.num_workers)
         if len(train) == 0:
             raise ValueError(f"data.batch_size {cfg.data.batch_size} exceeds this rank's {len(sampler)} training images")
         test = DataLoader(test_set, batch_size=cfg.data.eval_batch_size or 1, collate_fn=collate,
