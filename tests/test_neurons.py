@@ -210,6 +210,19 @@ def test_cpu_kernels_propagate_nan_like_the_reference(surrogate):
     torch.testing.assert_close(grads["torch"][finite], grads["cpu"][finite], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("surrogate,exact", [
+    (Sigmoid(4.0), lambda u: 4 * torch.sigmoid(4 * u) * torch.sigmoid(-4 * u)),
+    (ATan(2.0), lambda u: 1 / (1 + (math.pi * u) ** 2)),
+], ids=["sigmoid", "atan"])
+def test_cpu_surrogate_gradient_against_float64(surrogate, exact):
+    # one step, V[-1] = 0, k = 1/2: dL/dX = sg'(X / 2 - 1) / 2 with dL/dS = 1. The vectorised exp and reciprocal of
+    # the backward against the formula in float64, over the whole range (both tails, 200001 points)
+    x = torch.linspace(-60, 60, 200001).reshape(1, -1).requires_grad_(True)
+    LIF(tau=2.0, v_threshold=1.0, surrogate=surrogate, backend="cpu")(x).sum().backward()
+    ref = exact(x.detach().double() / 2 - 1) / 2
+    assert (x.grad.double() - ref).abs().max() < 5e-7
+
+
 def test_cpu_kernels_threads_split_neurons():
     x = torch.randn(3, 4, 2**16 + 77) * 1.5  # more than one range per thread
     torch.set_num_threads(2)
