@@ -271,3 +271,36 @@ def test_fuse_sdt_v3_for_inference(kernels):
     assert sum(isinstance(m, BNIntegerSpike) for m in model.modules()) == len(fused)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- native kernels on a CUDA device (skipped without)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_gpu_autotuned_plif_reduces_the_decay_gradient_in_one_launch(dtype):
+    """A late-stage-sized PLIF layer (1.6 M neurons per step) under the real autotuner: spikes bit-identical, the
+    decay gradient of the in-launch reduction within float32 summation error, a configuration from the GPU set."""
+    x = (torch.randn(4, 32, 256, 14, 14, device="cuda") * 1.5).to(dtype)
+    k = torch.tensor(0.4, device="cuda")
+    p = LIFParams(0.6, 0.0, True, False, ATan(2.0))
+    ref, got = _grads(lif_reference, x, k, p), _grads(triton_lif.lif_triton, x, k, p)
+    assert torch.equal(ref[0], got[0])
+    tol = dict(rtol=1e-3, atol=1e-2) if dtype == torch.float32 else dict(rtol=2e-2, atol=1e-2 * x.numel() ** 0.5)
+    torch.testing.assert_close(got[2], ref[2], **tol)
+    assert triton_lif._lif_bwd_kernel.best_config in triton_lif.GPU_CONFIGS
+    assert all(int(t.item()) == 0 for t in triton_lif._TICKETS.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_gpu_bn_integer_spike_against_the_unfused_pair(dtype):
+    bn = _bn(256)
+    fused = BNIntegerSpike(bn, IntegerSpike(4)).eval()
+    x = (torch.randn(4, 32, 256, 14, 14, device="cuda") * 2).to(dtype)
+    with torch.no_grad():
+        got = fused(x)
+        ref = _unfused(bn, IntegerSpike(4), x)
+        y_bn = bn(x.flatten(0, 1)).unflatten(0, x.shape[:2]).float().clamp(0, 4)
+    near_tie = (y_bn - y_bn.floor() - 0.5).abs() < 4 * torch.finfo(dtype).eps
+    assert got.dtype == dtype and not ((got != ref) & ~near_tie).any()
