@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
         T, sizes, bn_shape, reps = 2, [300], (2, 2, 3, 5, 5), 1
     else:  # 0.6 M: late-stage layers (a wave or less at BLOCK 1024); 3.2 M; 25.7 M: [64, 128, 56, 56]
         T, sizes, bn_shape, reps = 4, [602_112, 3_211_264, 25_690_112], (1, 64, 256, 14, 14), args.reps
+    for tuner in TUNERS.values():
+        tuner.cache_results = False  # time the tuning itself, not a pick read back from Triton's cache
     results = []
     for dname in DTYPES:
         results += bench_neurons(dname, T, sizes, device, reps)

@@ -28,6 +28,15 @@ SURROGATES = [ATan(2.0), Sigmoid(4.0), Rectangle(1.0), Triangle(1.0)]
 COMBOS = list(itertools.product([0.0, -0.3, None], [True, False], [True, False], SURROGATES))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_launch_config():
+    """One configuration (1024x4) for these correctness tests: with the whole autotuning set every specialisation
+    would compile and be timed 7 times on a GPU. tests/test_triton_autotune_bn.py tests the autotuning."""
+    triton_lif.set_launch_configs([triton_lif.GPU_CONFIGS[3]])
+    yield
+    triton_lif.set_launch_configs(None)
+
+
 @pytest.fixture(scope="module")
 def interp():
     """The kernel modules, when they can run here (CUDA, or CPU tensors in the interpreter)."""

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_lif import _DEFAULT_CONFIGS, _LAUNCH, _grid, check_device, n_bucket
+from .triton_lif import _DEFAULT_CONFIGS, _LAUNCH, _TUNING, _grid, check_device, n_bucket
 
 __all__ = ["integer_spike_triton", "bn_integer_spike_triton", "KERNELS"]
 
@@ -41,7 +41,7 @@ def _quantise(x, max_value, inv_norm, DIVIDE: tl.constexpr):
     return q
 
 
-@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket", "STORE_INSIDE"])
+@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket", "STORE_INSIDE"], **_TUNING)
 @triton.jit
 def _int_fwd_kernel(x_ptr, s_ptr, inside_ptr, n, n_bucket, max_value, inv_norm, DIVIDE: tl.constexpr,
                     STORE_INSIDE: tl.constexpr, BLOCK: tl.constexpr):
@@ -53,7 +53,7 @@ def _int_fwd_kernel(x_ptr, s_ptr, inside_ptr, n, n_bucket, max_value, inv_norm, 
         tl.store(inside_ptr + offs, ((x >= 0.0) & (x <= max_value)).to(tl.uint8), mask=mask)
 
 
-@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket"])
+@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket"], **_TUNING)
 @triton.jit
 def _int_bwd_kernel(g_ptr, inside_ptr, gx_ptr, n, n_bucket, inv_norm, DIVIDE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -65,7 +65,7 @@ def _int_bwd_kernel(g_ptr, inside_ptr, gx_ptr, n, n_bucket, inv_norm, DIVIDE: tl
     tl.store(gx_ptr + offs, g.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket"])
+@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket"], **_TUNING)
 @triton.jit
 def _bn_int_fwd_kernel(x_ptr, scale_ptr, shift_ptr, s_ptr, n, inner, channels, n_bucket, max_value, inv_norm,
                        DIVIDE: tl.constexpr, BLOCK: tl.constexpr):
