@@ -249,6 +249,25 @@ def test_fuse_finds_only_the_bn_read_by_the_spike_alone(kernels):
         fuse_bn_integer_spike(model.train(), x)
 
 
+def test_fuse_a_time_first_batch_norm(kernels):
+    """A BN that takes [T, B, C, H, W] itself (TBatchNorm2d) is fused as time_first, with the same spikes."""
+    from spikescope.layers.time import TBatchNorm2d
+
+    bn = TBatchNorm2d(4).to(DEV).eval()
+    with torch.no_grad():
+        bn.running_var.uniform_(0.3, 2.0)
+        bn.bias.uniform_(0.0, 2.0)
+    model = nn.Sequential(bn, IntegerSpike(4, backend="triton")).eval()
+    x = torch.randn(2, 3, 4, 5, 5, device=DEV) * 2
+    with torch.no_grad():
+        ref = model(x)
+    assert fuse_bn_integer_spike(model, x) == ["1"]
+    assert model[1].time_first and isinstance(model[0], nn.Identity)
+    with torch.no_grad():
+        got = model(x)
+    assert (got != ref).float().mean() < 0.01
+
+
 def test_fuse_sdt_v3_for_inference(kernels):
     """A tiny SDT-v3: every BN read by a spike alone (inside the separable convs, the attention's q/k/v, the MLP)
     is fused and the logits are unchanged; the BNs of the residual stream stay."""

@@ -273,6 +273,16 @@ def test_kernels_are_torch_library_ops_with_autograd(interp):
     scale, shift = torch.rand(4, device=DEV) + 0.5, torch.randn(4, device=DEV)
     torch.library.opcheck(torch.ops.spikescope.bn_integer_spike_triton.default, (x4, scale, shift, 4.0, 4.0),
                           test_utils=("test_schema", "test_faketensor"))
+    # backward: dL/dk comes back shaped and typed like the decay (0-d here), whatever BLOCK the autotuner picks
+    saved = torch.randn(3, 2, 40, device=DEV)
+    g = torch.randn(3, 2, 40, device=DEV)
+    for kk in (None, torch.tensor(0.45, device=DEV)):
+        args = (g, None, saved, x.detach() if kk is not None else None, kk, 0.5, 0.6, 0.0, sg_a, sg_b, True, True,
+                False, triton_lif.SAVE_H32, sid)
+        torch.library.opcheck(torch.ops.spikescope.lif_triton_bwd.default, args,
+                              test_utils=("test_schema", "test_faketensor"))
+        grad_x, grad_k = torch.ops.spikescope.lif_triton_bwd(*args)
+        assert grad_x.shape == saved.shape and grad_k.shape == (kk.shape if kk is not None else (0,))
 
 
 @pytest.mark.slow
