@@ -4,7 +4,7 @@
 #   benchmarks/gpu.sh [--dry-run] [OUT_DIR]
 #
 # OUT_DIR (default: benchmarks/results/gpu-<date>) gets one JSON per step (device, versions, every figure, or the
-# error of a failed step) and summary.md (the table printed at the end): 7 files, within the 8 a GPU machine hands back.
+# error of a failed step) and summary.md (the table printed at the end): 8 files, the most a GPU machine hands back.
 # Logs and the benchmarks' raw outputs go to GPU_WORK (default: a new temporary folder, printed at the end).
 # Each step has a time budget and the whole run a deadline; a failing or slow step is recorded and the next one runs.
 # --dry-run: the same steps at tiny shapes on the CPU (Triton under its interpreter), to prove the script and its JSON.
@@ -79,12 +79,14 @@ if [ "$DRY" = 1 ]; then
          --warmup 1 --steps 1)
     ERF=(--size 32 --n 2 --batch 2 "${TINY_SDT[@]}" --layers stage3.blocks.0.attn.proj stage4.blocks.1.attn.proj)
     DENSE=(--dry-run)
+    TRITON=(--dry-run)
 else
     NEURONS=(--shape 4,64,128,56,56 --reps 20 --warmup 3 --device cuda)
     SDT=(--batch 64 --warmup 3 --steps 10)
     VGG=(--batch 16 --warmup 3 --steps 10)
     ERF=(--size 224 --n 60 --batch 30)
     DENSE=()
+    TRITON=(--reps 20)
 fi
 NEURON_BACKENDS="${NEURON_BACKENDS:-torch,fused,triton,spikingjelly}"
 
@@ -94,6 +96,8 @@ step gpu_tests 75 "$WORK/gpu_tests.xml" \
 step neurons 90 "$WORK/neurons.json" \
     "$PY" benchmarks/neurons.py "${NEURONS[@]}" --dtype fp32,bf16 --backends "$NEURON_BACKENDS" \
     --json "$WORK/neurons.json"
+step triton_kernels 60 "$WORK/triton_kernels.json" \
+    "$PY" benchmarks/triton_kernels.py "${TRITON[@]}" --device "$DEV" --json "$WORK/triton_kernels.json"
 step erf_spatial 90 "$WORK/erf_spatial.json" \
     "$PY" benchmarks/erf.py --model sdt_v3_s --set mixer=srb "${ERF[@]}" --device "$DEV" \
     --json "$WORK/erf_spatial.json"

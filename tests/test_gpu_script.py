@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["gpu_tests", "neurons", "erf_spatial", "train_sma_vgg8", "train_sdt_v3_s", "dense"]
+STEPS = ["gpu_tests", "neurons", "triton_kernels", "erf_spatial", "train_sma_vgg8", "train_sdt_v3_s", "dense"]
 
 
 def _gpu_step():
@@ -69,7 +69,7 @@ def test_dry_run_writes_one_valid_json_per_step(tmp_path):
                        capture_output=True, text=True, env=env, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted([f"{s}.json" for s in STEPS] + ["summary.md"])  # <= 8: what a GPU machine hands back
+    assert files == sorted([f"{s}.json" for s in STEPS] + ["summary.md"])  # 8: the most a GPU machine hands back
     recs = {s: json.loads((out / f"{s}.json").read_text()) for s in STEPS}
     for name, rec in recs.items():
         assert rec["step"] == name
@@ -85,6 +85,9 @@ def test_dry_run_writes_one_valid_json_per_step(tmp_path):
     for dtype in ("fp32", "bf16"):  # Triton ran (under its interpreter) and gave a time
         assert rows[("triton", dtype)]["ms"]["median"] > 0 and "error" not in rows[("triton", dtype)]
         assert ("spikingjelly", dtype) in rows  # attempted: a figure or the import error, recorded
+    triton_rows = recs["triton_kernels"]["result"]["results"]  # autotuned choices, BN + integer spike fused or not
+    assert {r["case"] for r in triton_rows} >= {"LIF fwd+bwd", "PLIF fwd+bwd", "BN + IntegerSpike inference"}
+    assert all(r["kernels"] for r in triton_rows)
     vgg = recs["train_sma_vgg8"]["result"]["results"]
     assert sorted((x["overrides"]["azo"], x["neuron_backend"]) for x in vgg) == [
         (False, "auto"), (False, "torch"), (True, "auto"), (True, "torch")]

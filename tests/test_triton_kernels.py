@@ -28,6 +28,15 @@ SURROGATES = [ATan(2.0), Sigmoid(4.0), Rectangle(1.0), Triangle(1.0)]
 COMBOS = list(itertools.product([0.0, -0.3, None], [True, False], [True, False], SURROGATES))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_launch_config():
+    """One configuration (1024x4) for these correctness tests: with the whole autotuning set every specialisation
+    would compile and be timed 7 times on a GPU. tests/test_triton_autotune_bn.py tests the autotuning."""
+    triton_lif.set_launch_configs([triton_lif.GPU_CONFIGS[3]])
+    yield
+    triton_lif.set_launch_configs(None)
+
+
 @pytest.fixture(scope="module")
 def interp():
     """The kernel modules, when they can run here (CUDA, or CPU tensors in the interpreter)."""
@@ -93,7 +102,8 @@ def test_plif_matches_reference_including_decay_gradient(interp, v_reset, decay_
 @pytest.mark.parametrize("learn_decay", [False, True], ids=["LIF", "PLIF"])
 def test_shapes_t1_odd_sizes_and_several_programs(interp, shape, learn_decay):
     lif = interp[0]
-    assert lif.BLOCK < 1037 < 2 * lif.BLOCK, "(2, 1037) and (3, 5, 7, 31) should span two programs with a tail"
+    blocks = [c.kwargs["BLOCK"] for c in lif.launch_configs()]
+    assert min(blocks) < 1037 < 2 * min(blocks) or DEV == "cuda", "(2, 1037) should span two programs with a tail"
     x = _t(*shape, scale=1.5, shift=0.4)
     k = torch.tensor(0.45, device=DEV) if learn_decay else 0.5
     _check_lif(lif.lif_triton, x, k, _params(0.0, True, False, Sigmoid(4.0)))
@@ -256,8 +266,23 @@ def test_kernels_are_torch_library_ops_with_autograd(interp):
         args = (x, kk, kval, 0.6, 0.0, sg_a, sg_b, True, True, False, True, triton_lif.SAVE_H32, sid)
         torch.library.opcheck(torch.ops.spikescope.lif_triton_fwd.default, args,
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
-    torch.library.opcheck(torch.ops.spikescope.integer_spike_triton_fwd.default, (x, 4.0, 4.0),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    for store_inside in (True, False):
+        torch.library.opcheck(torch.ops.spikescope.integer_spike_triton_fwd.default, (x, 4.0, 4.0, store_inside),
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    x4 = x.detach().reshape(3, 2, 4, 10)
+    scale, shift = torch.rand(4, device=DEV) + 0.5, torch.randn(4, device=DEV)
+    torch.library.opcheck(torch.ops.spikescope.bn_integer_spike_triton.default, (x4, scale, shift, 4.0, 4.0),
+                          test_utils=("test_schema", "test_faketensor"))
+    # backward: dL/dk comes back shaped and typed like the decay (0-d here), whatever BLOCK the autotuner picks
+    saved = torch.randn(3, 2, 40, device=DEV)
+    g = torch.randn(3, 2, 40, device=DEV)
+    for kk in (None, torch.tensor(0.45, device=DEV)):
+        args = (g, None, saved, x.detach() if kk is not None else None, kk, 0.5, 0.6, 0.0, sg_a, sg_b, True, True,
+                False, triton_lif.SAVE_H32, sid)
+        torch.library.opcheck(torch.ops.spikescope.lif_triton_bwd.default, args,
+                              test_utils=("test_schema", "test_faketensor"))
+        grad_x, grad_k = torch.ops.spikescope.lif_triton_bwd(*args)
+        assert grad_x.shape == saved.shape and grad_k.shape == (kk.shape if kk is not None else (0,))
 
 
 @pytest.mark.slow
@@ -348,41 +373,56 @@ import triton
 from triton.backends.compiler import GPUTarget
 from spikescope.neurons.kernels import triton_integer as I, triton_lif as L
 
-def build(fn, sig, consts, fusion=False):
+def build(tuner, sig, consts, config, fusion=False):
+    fn = tuner.fn  # the autotuner's JIT function
+    consts = dict(consts, BLOCK=config.kwargs["BLOCK"])
     full = {n: sig.get(n, "constexpr") for n in fn.arg_names}
     # what the JIT assumes for 16-aligned pointers and sizes divisible by 16 (e.g. [4,64,128,56,56])
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
-             if n in sig and (sig[n].startswith("*") or n in ("N", "n", "last"))}
+             if n in sig and (sig[n].startswith("*") or n in ("N", "n", "last", "n_bucket"))}
     src = triton.compiler.ASTSource(fn=fn, signature=full, constexprs=consts, attrs=attrs)
-    k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "enable_fp_fusion": fusion})
+    k = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": config.num_warps, "enable_fp_fusion": fusion})
     return re.findall(r"^\s*(?:@%p\d+\s+)?((?:ld|st)\.global[\w.]*|fma[\w.]*)", k.asm["ptx"], re.M)
 
-for dt, mode in (("fp32", 0), ("bf16", 1), ("fp16", 1), ("fp32", 2)):
+for config in (L.GPU_CONFIGS[0], L.GPU_CONFIGS[-1]):
+  per_thread = config.kwargs["BLOCK"] // (32 * config.num_warps)
+  for dt, mode in (("fp32", 0), ("bf16", 1), ("fp16", 1), ("fp32", 2)):
+    # the widest load the thread's neurons fill: 128 bits, or 64 for 4 half-precision neurons per thread
+    vec = "ld.global.v4.b32" if per_thread * (4 if dt == "fp32" else 2) >= 16 else "ld.global.v2.b32"
     save = {0: "*fp32", 1: "*" + dt, 2: "*u8"}[mode]
-    common = dict(k_ptr="*fp32", k_val="fp32", N="i32", T="i32", v_th="fp32", v_reset="fp32", sg_b="fp32")
+    common = dict(k_ptr="*fp32", k_val="fp32", N="i32", T="i32", n_bucket="i32", v_th="fp32", v_reset="fp32",
+                  sg_b="fp32")
     for learn, hard in itertools.product((False, True), (False, True)):
         if mode == 2 and learn:
             continue
         ops = build(L._lif_fwd_kernel, dict(x_ptr="*" + dt, s_ptr="*" + dt, v_ptr="*" + dt, save_ptr=save, **common),
-                    dict(K_FROM_PTR=learn, DECAY_INPUT=True, HARD_RESET=hard, STORE_V=True, SAVE_MODE=mode, BLOCK=L.BLOCK))
-        assert not any(o.startswith("fma") for o in ops) and "ld.global.v4.b32" in ops, (dt, mode, ops)
+                    dict(K_FROM_PTR=learn, DECAY_INPUT=True, HARD_RESET=hard, STORE_V=True, SAVE_MODE=mode), config)
+        assert not any(o.startswith("fma") for o in ops) and vec in ops, (dt, mode, ops)
         ops = build(L._lif_bwd_kernel, dict(gs_ptr="*" + dt, gv_ptr="*" + dt, save_ptr=save, x_ptr="*" + dt,
-                                            gx_ptr="*" + dt, gk_ptr="*fp32", last="i32", sg_a="fp32", **common),
+                                            gx_ptr="*" + dt, part_ptr="*fp32", ticket_ptr="*i32", gk_ptr="*fp32",
+                                            last="i32", sg_a="fp32", **common),
                     dict(K_FROM_PTR=learn, LEARN_DECAY=learn, DECAY_INPUT=True, HARD_RESET=hard, DETACH_RESET=not hard,
-                         HAS_GS=True, HAS_GV=True, SAVE_MODE=mode, SURROGATE=2 if mode == 2 else 1, BLOCK=L.BLOCK))
-        assert not any(o.startswith("fma") for o in ops) and "ld.global.v4.b32" in ops, (dt, mode, ops)
-    build(I._int_fwd_kernel, dict(x_ptr="*" + dt, s_ptr="*" + dt, inside_ptr="*u8", n="i32", max_value="fp32",
-                                  inv_norm="fp32"), dict(DIVIDE=True, BLOCK=I.BLOCK))
-    build(I._int_bwd_kernel, dict(g_ptr="*" + dt, inside_ptr="*u8", gx_ptr="*" + dt, n="i32", inv_norm="fp32"),
-          dict(DIVIDE=True, BLOCK=I.BLOCK))
+                         HAS_GS=True, HAS_GV=True, SAVE_MODE=mode, SURROGATE=2 if mode == 2 else 1), config)
+        assert not any(o.startswith("fma") for o in ops) and vec in ops, (dt, mode, ops)
+    for store in (True, False):
+        build(I._int_fwd_kernel, dict(x_ptr="*" + dt, s_ptr="*" + dt, inside_ptr="*u8", n="i32", n_bucket="i32",
+                                      max_value="fp32", inv_norm="fp32"), dict(DIVIDE=True, STORE_INSIDE=store), config)
+    build(I._int_bwd_kernel, dict(g_ptr="*" + dt, inside_ptr="*u8", gx_ptr="*" + dt, n="i32", n_bucket="i32",
+                                  inv_norm="fp32"), dict(DIVIDE=True), config)
+    ops = build(I._bn_int_fwd_kernel, dict(x_ptr="*" + dt, scale_ptr="*fp32", shift_ptr="*fp32", s_ptr="*" + dt,
+                                           n="i32", inner="i32", channels="i32", n_bucket="i32", max_value="fp32",
+                                           inv_norm="fp32"), dict(DIVIDE=True), config)
+    assert not any(o.startswith("fma") for o in ops), (dt, ops)
 print("ok")
 '''
 
 
 @pytest.mark.slow
 def test_kernels_compile_for_sm90_without_fma_and_with_vector_loads(tmp_path):
-    """The native path (not the interpreter): every kernel family compiles to an H100 cubin (ptxas included),
-    with FMA contraction off (spikes bit-identical to torch) and 128-bit global loads on the [T, N] streams."""
+    """The native path (not the interpreter): every kernel family compiles to an H100 cubin (ptxas included) in the
+    smallest and the widest autotuning configuration, with FMA contraction off (spikes bit-identical to torch) and
+    vector global loads on the [T, N] streams (128-bit where a thread owns 16 bytes)."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": src, "OMP_NUM_THREADS": "1",
            "TRITON_CACHE_DIR": str(tmp_path)}
@@ -391,14 +431,15 @@ def test_kernels_compile_for_sm90_without_fma_and_with_vector_loads(tmp_path):
 
 
 def test_static_traffic_of_the_benchmark_neuron_is_the_six_pass_floor(tmp_path):
-    """benchmarks/kernel_traffic.py compiles what the public modules launch for sm_90 and counts the PTX's global
-    bytes: the benchmark neuron's fwd+bwd moves exactly the 6 passes of the bandwidth floor in every dtype, the
-    uint8-code path fewer, and no kernel spills registers to local memory."""
+    """benchmarks/kernel_traffic.py compiles what the public modules launch for sm_90 (here in the smallest and the
+    widest autotuning configuration) and counts the PTX's global bytes: the benchmark neuron's fwd+bwd moves
+    exactly the 6 passes of the bandwidth floor in every dtype, the uint8-code path fewer, no kernel spills
+    registers to local memory, and every neuron is one launch forward and one backward."""
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "traffic.json"
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1", "TRITON_CACHE_DIR": str(tmp_path)}
-    res = subprocess.run([sys.executable, str(root / "benchmarks" / "kernel_traffic.py"), "--json", str(out)],
-                         env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, str(root / "benchmarks" / "kernel_traffic.py"), "--json", str(out),
+                          "--configs", "256x2,2048x4"], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(out.read_text())
     passes = data["fwd_bwd_passes"]
@@ -407,6 +448,14 @@ def test_static_traffic_of_the_benchmark_neuron_is_the_six_pass_floor(tmp_path):
     assert passes["LIF fp32 return_state"] == 8.0  # + V written forward, + dL/dV read backward
     assert passes["LIF fp32 Rectangle detach_reset"] == 4.5  # 1-byte codes instead of float32 H
     assert passes["IntegerSpike fp32"] == 4.5  # x, s, 1-byte flag; grad, flag, dL/dx
+    assert passes["IntegerSpike bf16 inference"] == 2.0  # no flag without autograd: read x, write s
+    # read x, write s (2 passes) + the per-element loads of the float32 [C] scale and shift tables
+    assert passes["BNIntegerSpike fp32 inference"] == 4.0 and passes["BNIntegerSpike bf16 inference"] == 6.0
     assert all(k["local_bytes"] == 0 for k in data["kernels"]), "a kernel spills registers"
+    assert {(k["block"], k["num_warps"]) for k in data["kernels"]} == {(256, 2), (2048, 4)}
     assert {k["kernel"] for k in data["kernels"]} == {"_lif_fwd_kernel", "_lif_bwd_kernel", "_int_fwd_kernel",
-                                                       "_int_bwd_kernel"}
+                                                       "_int_bwd_kernel", "_bn_int_fwd_kernel"}
+    launches = data["launches"]
+    for case in ("LIF fp32", "PLIF fp32", "PLIF bf16", "IntegerSpike fp32"):  # PLIF: dL/dk reduced in the launch
+        assert (launches[case]["forward"], launches[case]["backward"]) == (1, 1), (case, launches[case])
+    assert launches["BNIntegerSpike fp32 (inference)"]["forward"] == 1

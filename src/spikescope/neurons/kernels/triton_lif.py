@@ -22,7 +22,17 @@ What backward keeps (per element and timestep, chosen per call; nothing else is 
   the window"), because then the gradient needs nothing but these two bits.
 * nothing at all when no gradient is needed (``torch.no_grad()`` or inputs without ``requires_grad``).
 * PLIF with ``decay_input=True``: also a reference to the input ``X`` (no copy; ``dH/dk = X - (V[t-1] - V_reset)``).
-  The decay gradient is reduced per program in registers and summed over programs on the host (deterministic).
+
+PLIF's decay gradient is reduced inside the backward launch: each program sums its neurons in registers and stores
+one partial; the last program to finish (an atomic ticket, reset by that program) adds the partials in program
+order and writes ``dL/dk`` in ``k``'s dtype and shape. The sum is deterministic for a given launch configuration;
+two configurations (another BLOCK) can differ in its last float32 bits.
+
+Launch configuration: ``BLOCK`` (neurons per program) and ``num_warps`` are chosen by ``triton.autotune`` from
+:data:`GPU_CONFIGS`, keyed on the power-of-two bucket of N (:func:`n_bucket`), the dtypes and what the kernel stores
+(the first call in a new bucket times every configuration once, 25 ms each; later calls, and later processes through
+Triton's cache, reuse the choice). Under the interpreter one configuration (:data:`INTERPRETER_CONFIG`) is used;
+:func:`set_launch_configs` pins others (tests, reproducibility).
 """
 from __future__ import annotations
 
@@ -36,10 +46,19 @@ from ..params import LIFParams
 from ..surrogate import Surrogate
 from .fused import lif_fused
 
-__all__ = ["lif_triton", "INTERPRETED", "check_device", "BLOCK", "NUM_WARPS"]
+__all__ = ["lif_triton", "INTERPRETED", "check_device", "GPU_CONFIGS", "INTERPRETER_CONFIG", "n_bucket",
+           "set_launch_configs", "launch_configs"]
 
-BLOCK = 1024
-NUM_WARPS = 4
+#: True when Triton runs kernels in its interpreter (``TRITON_INTERPRET=1`` at import): CPU tensors, slowly.
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+#: The autotuned set for an H100/H200 (132 SMs): BLOCK x num_warps, at least 4 neurons per thread (128-bit fp32
+#: loads). The small blocks fill the SMs for the 0.5-0.6 M neurons per step of late-stage layers.
+GPU_CONFIGS = tuple(
+    triton.Config({"BLOCK": block}, num_warps=warps)
+    for block, warps in ((256, 2), (512, 2), (512, 4), (1024, 4), (1024, 8), (2048, 4), (2048, 8))
+)
+#: The one configuration used under the interpreter (nothing to time there).
+INTERPRETER_CONFIG = triton.Config({"BLOCK": 1024}, num_warps=4)
 SAVE_H32, SAVE_U16, SAVE_CODES, SAVE_NONE = 0, 1, 2, 3
 _SURROGATE_IDS = {"atan": 0, "sigmoid": 1, "rectangle": 2, "triangle": 3}
 _HALF = (torch.float16, torch.bfloat16)
@@ -62,9 +81,31 @@ def _surrogate_grad(u, sg_a, sg_b, SURROGATE: tl.constexpr):
     return g
 
 
+def n_bucket(n: int) -> int:
+    """The autotuning key of ``n`` neurons per step: the next power of two (so a new shape rarely retunes)."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+_DEFAULT_CONFIGS = [INTERPRETER_CONFIG] if INTERPRETED else list(GPU_CONFIGS)
+
+
+def _time_config(kernel_call, quantiles):
+    """How the autotuner times one configuration: 5 ms of warm-up and 20 ms of repetitions (Triton's default is
+    25 + 100 ms; a model pays this once per kernel and layer-shape bucket)."""
+    import triton.testing
+
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
+
+
+#: The picks are also written to Triton's cache directory, so a later process on the same GPU reuses them (no
+#: retuning, the same configuration and hence the same PLIF decay-gradient rounding).
+_TUNING = {"do_bench": _time_config, "cache_results": True}
+
+
+@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket", "SAVE_MODE", "STORE_V"], **_TUNING)
 @triton.jit
 def _lif_fwd_kernel(
-    x_ptr, s_ptr, v_ptr, save_ptr, k_ptr, k_val, N, T, v_th, v_reset, sg_b,
+    x_ptr, s_ptr, v_ptr, save_ptr, k_ptr, k_val, N, T, n_bucket, v_th, v_reset, sg_b,
     K_FROM_PTR: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD_RESET: tl.constexpr,
     STORE_V: tl.constexpr, SAVE_MODE: tl.constexpr, BLOCK: tl.constexpr,
 ):
@@ -132,9 +173,11 @@ def _decode(saved, v_th, sg_a, sg_b, SAVE_MODE: tl.constexpr, SURROGATE: tl.cons
     return s, h, sg
 
 
+@triton.autotune(configs=_DEFAULT_CONFIGS, key=["n_bucket", "SAVE_MODE", "LEARN_DECAY", "HAS_GV"], **_TUNING)
 @triton.jit
 def _lif_bwd_kernel(
-    gs_ptr, gv_ptr, save_ptr, x_ptr, k_ptr, k_val, gx_ptr, gk_ptr, N, T, last, v_th, v_reset, sg_a, sg_b,
+    gs_ptr, gv_ptr, save_ptr, x_ptr, k_ptr, k_val, gx_ptr, part_ptr, ticket_ptr, gk_ptr, N, T, n_bucket, last, v_th,
+    v_reset, sg_a, sg_b,
     K_FROM_PTR: tl.constexpr, LEARN_DECAY: tl.constexpr, DECAY_INPUT: tl.constexpr, HARD_RESET: tl.constexpr,
     DETACH_RESET: tl.constexpr, HAS_GS: tl.constexpr, HAS_GV: tl.constexpr, SAVE_MODE: tl.constexpr,
     SURROGATE: tl.constexpr, BLOCK: tl.constexpr,
@@ -209,16 +252,48 @@ def _lif_bwd_kernel(
         x_ptr -= N
         gx_ptr -= N
     if LEARN_DECAY:
-        tl.store(gk_ptr + pid, tl.sum(gk_acc, axis=0))
+        _reduce_decay_grad(gk_acc, part_ptr, ticket_ptr, gk_ptr, BLOCK)
 
 
-def _is_interpreted(fn) -> bool:
-    return type(fn).__name__ == "InterpretedFunction"
+@triton.jit
+def _reduce_decay_grad(gk_acc, part_ptr, ticket_ptr, gk_ptr, BLOCK: tl.constexpr):
+    """Store this program's partial of dL/dk; the last program adds all partials in order and writes dL/dk."""
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    tl.store(part_ptr + pid, tl.sum(gk_acc, axis=0))
+    tl.debug_barrier()  # the partial is stored before the ticket (release) is taken
+    ticket = tl.atomic_add(ticket_ptr, 1, sem="acq_rel")
+    if ticket == programs - 1:
+        total = tl.zeros([BLOCK], dtype=tl.float32)
+        for start in range(0, programs, BLOCK):
+            idx = start + tl.arange(0, BLOCK)
+            total += tl.load(part_ptr + idx, mask=idx < programs, other=0.0, cache_modifier=".cg")
+        tl.store(gk_ptr, tl.sum(total, axis=0).to(gk_ptr.dtype.element_ty))
+        tl.atomic_xchg(ticket_ptr, 0)  # ready for the next launch on this stream
 
 
-#: True when this module was imported with ``TRITON_INTERPRET=1``: the kernels then run on CPU tensors (slowly).
-INTERPRETED = _is_interpreted(_lif_fwd_kernel)
-_LAUNCH = {} if INTERPRETED else {"num_warps": NUM_WARPS, "enable_fp_fusion": False}
+_KERNELS = (_lif_fwd_kernel, _lif_bwd_kernel)
+_LAUNCH = {} if INTERPRETED else {"enable_fp_fusion": False}
+_min_block = min(c.kwargs["BLOCK"] for c in _DEFAULT_CONFIGS)
+
+
+def launch_configs() -> list[triton.Config]:
+    """The configurations the autotuner chooses from now."""
+    return list(_lif_fwd_kernel.configs)
+
+
+def set_launch_configs(configs: list[triton.Config] | None) -> None:
+    """Autotune the LIF and IntegerSpike kernels over ``configs`` (one config pins it); ``None`` restores the default."""
+    global _min_block
+    configs = list(_DEFAULT_CONFIGS if configs is None else configs)
+    if not configs or any(set(c.kwargs) != {"BLOCK"} for c in configs):
+        raise ValueError(f"set_launch_configs: give triton.Config({{'BLOCK': ...}}, num_warps=...) items, got {configs}")
+    from . import triton_integer  # the integer kernels share the set
+
+    for kernel in (*_KERNELS, *triton_integer.KERNELS):
+        kernel.configs = configs
+        kernel.cache.clear()
+    _min_block = min(c.kwargs["BLOCK"] for c in configs)
 
 
 def check_device(x: torch.Tensor, who: str) -> None:
@@ -252,6 +327,18 @@ def _surrogate_constants(sur: Surrogate) -> tuple[int, float, float]:
     return _SURROGATE_CACHE[sur]
 
 
+_TICKETS: dict[tuple, torch.Tensor] = {}
+
+
+def _ticket(device: torch.device) -> torch.Tensor:
+    """A zeroed int32 counter per device and stream, allocated once; the backward launch leaves it at zero."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (device, stream)
+    if key not in _TICKETS:
+        _TICKETS[key] = torch.zeros(1, dtype=torch.int32, device=device)
+    return _TICKETS[key]
+
+
 def _save_mode(p: LIFParams, dtype: torch.dtype, learn_decay: bool) -> int:
     if p.surrogate.piecewise_constant and not learn_decay and (p.detach_reset or not p.hard_reset):
         return SAVE_CODES
@@ -260,6 +347,11 @@ def _save_mode(p: LIFParams, dtype: torch.dtype, learn_decay: bool) -> int:
 
 def _save_dtype(mode: int, dtype: torch.dtype) -> torch.dtype:
     return dtype if mode in (SAVE_U16, SAVE_NONE) else _SAVE_DTYPES[mode]
+
+
+def _grid(n: int):
+    """The launch grid for ``n`` neurons, given the BLOCK the autotuner picked."""
+    return lambda meta: (triton.cdiv(n, meta["BLOCK"]),)
 
 
 # The kernels are registered as torch.library custom ops (forward with its autograd formula, backward as its own
@@ -276,11 +368,11 @@ def _lif_fwd_op(
     v_seq = torch.empty_like(x) if store_v else x.new_empty(0)
     saved = x.new_empty(0) if mode == SAVE_NONE else torch.empty(x.shape, dtype=_save_dtype(mode, x.dtype),
                                                                     device=x.device)
-    _lif_fwd_kernel[(triton.cdiv(N, BLOCK),)](
+    _lif_fwd_kernel[_grid(N)](
         x, spikes, v_seq if store_v else spikes, saved if mode != SAVE_NONE else spikes, x if k is None else k,
-        k_val, N, T, v_th, v_reset, sg_b,
+        k_val, N, T, n_bucket(N), v_th, v_reset, sg_b,
         K_FROM_PTR=k is not None, DECAY_INPUT=decay_input, HARD_RESET=hard_reset,
-        STORE_V=store_v, SAVE_MODE=mode, BLOCK=BLOCK, **_LAUNCH,
+        STORE_V=store_v, SAVE_MODE=mode, **_LAUNCH,
     )
     return spikes, v_seq, saved
 
@@ -297,33 +389,33 @@ def _lif_bwd_op(
     k: torch.Tensor | None, k_val: float, v_th: float, v_reset: float, sg_a: float, sg_b: float, decay_input: bool,
     hard_reset: bool, detach_reset: bool, mode: int, surrogate: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (dL/dX, per-program partial sums of dL/dk (one zero when k is a constant))."""
+    """-> (dL/dX, dL/dk shaped and typed like ``k``; empty when k is a constant), both from the one launch."""
     ref = grad_s if grad_s is not None else grad_v
     T, N = saved.shape[0], saved[0].numel()
-    grid = triton.cdiv(N, BLOCK)
     grad_x = torch.empty(saved.shape, dtype=ref.dtype, device=saved.device)
-    gk_part = torch.empty(grid if k is not None else 1, dtype=torch.float32, device=saved.device)
+    learn = k is not None
+    # uninitialised buffers, no launch: one partial per program of the smallest BLOCK, and dL/dk itself
+    parts = torch.empty(triton.cdiv(N, _min_block) if learn else 0, dtype=torch.float32, device=saved.device)
+    grad_k = torch.empty_like(k) if learn else saved.new_empty(0)
     # a missing gradient is a constexpr flag, not a zero tensor; an unused pointer is any valid tensor
     gs = grad_s.contiguous() if grad_s is not None else ref.contiguous()
     gv = grad_v.contiguous() if grad_v is not None else gs
-    _lif_bwd_kernel[(grid,)](
-        gs, gv, saved, x if x is not None else gs, k if k is not None else gs, k_val, grad_x, gk_part,
-        N, T, (T - 1) * N, v_th, v_reset, sg_a, sg_b,
-        K_FROM_PTR=k is not None, LEARN_DECAY=k is not None, DECAY_INPUT=decay_input, HARD_RESET=hard_reset,
+    _lif_bwd_kernel[_grid(N)](
+        gs, gv, saved, x if x is not None else gs, k if learn else gs, k_val, grad_x, parts,
+        _ticket(saved.device) if learn else gs, grad_k if learn else gs, N, T, n_bucket(N), (T - 1) * N, v_th,
+        v_reset, sg_a, sg_b,
+        K_FROM_PTR=learn, LEARN_DECAY=learn, DECAY_INPUT=decay_input, HARD_RESET=hard_reset,
         DETACH_RESET=detach_reset, HAS_GS=grad_s is not None, HAS_GV=grad_v is not None, SAVE_MODE=mode,
-        SURROGATE=surrogate, BLOCK=BLOCK, **_LAUNCH,
+        SURROGATE=surrogate, **_LAUNCH,
     )
-    if k is None:
-        gk_part.zero_()
-    return grad_x, gk_part
+    return grad_x, grad_k
 
 
 @_lif_bwd_op.register_fake
 def _(grad_s, grad_v, saved, x, k, k_val, v_th, v_reset, sg_a, sg_b, decay_input, hard_reset, detach_reset, mode,
       surrogate):
     ref = grad_s if grad_s is not None else grad_v
-    parts = triton.cdiv(saved[0].numel(), BLOCK) if k is not None else 1
-    return saved.new_empty(saved.shape, dtype=ref.dtype), saved.new_empty(parts, dtype=torch.float32)
+    return saved.new_empty(saved.shape, dtype=ref.dtype), torch.empty_like(k) if k is not None else saved.new_empty(0)
 
 
 _FWD_ARGS = ("k_val", "v_th", "v_reset", "sg_a", "sg_b", "decay_input", "hard_reset", "detach_reset", "store_v",
@@ -344,13 +436,12 @@ def _backward(ctx, grad_s, grad_v, _grad_saved):
     a = ctx.args
     if grad_s is None and (grad_v is None or not a["store_v"]):
         return (None,) * 13
-    grad_x, gk_part = _lif_bwd_op(
-        grad_s, grad_v if a["store_v"] else None, saved, x, k.detach().float().reshape(1) if k is not None else None,
+    grad_x, grad_k = _lif_bwd_op(
+        grad_s, grad_v if a["store_v"] else None, saved, x, k.detach() if k is not None else None,
         a["k_val"], a["v_th"], a["v_reset"], a["sg_a"], a["sg_b"], a["decay_input"], a["hard_reset"],
         a["detach_reset"], a["mode"], a["surrogate"],
     )
-    grad_k = gk_part.sum().reshape(k.shape).to(k.dtype) if k is not None else None
-    return (grad_x, grad_k) + (None,) * 11
+    return (grad_x, grad_k if k is not None else None) + (None,) * 11
 
 
 _lif_fwd_op.register_autograd(_backward, setup_context=_setup_context)
@@ -371,7 +462,7 @@ def lif_triton(
     sid, sg_a, sg_b = _surrogate_constants(p.surrogate)
     mode = _save_mode(p, x.dtype, learn_decay) if needs_grad else SAVE_NONE
     spikes, v_seq, _ = _lif_fwd_op(
-        x.contiguous(), k.float().reshape(1) if learn_decay else None, 0.0 if learn_decay else float(k),
+        x.contiguous(), k if learn_decay else None, 0.0 if learn_decay else float(k),
         p.v_threshold, p.reset_value, sg_a, sg_b, p.decay_input, p.hard_reset, p.detach_reset, return_state, mode, sid,
     )
     return spikes, (v_seq if return_state else None)
