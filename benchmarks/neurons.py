@@ -15,7 +15,8 @@ allocation trace, op by op, so approximate). ``--t-scan`` times the same backend
 size and reports milliseconds per step. SpikingJelly 2.0 ``LIFNode(step_mode="m")`` runs as the ``spikingjelly``
 backend when it imports (its torch path on the CPU, its CUDA kernels on a GPU; it is not a dependency).
 
-The neuron is SpikingJelly's ``LIFNode`` default: tau 2, V_th 1, hard reset to 0, decay_input, Sigmoid(4).
+The neuron is SpikingJelly's ``LIFNode`` default: tau 2, V_th 1, hard reset to 0, decay_input, Sigmoid(4);
+``--surrogate atan`` swaps in ATan(2) on both sides (the surrogate of the SDT models), whose backward needs no exp.
 
     OMP_NUM_THREADS=1 python benchmarks/neurons.py --shape 4,32,64,32,32 --dtype fp32,bf16 --reps 15 \\
         --t-scan 4,64 --json benchmarks/results/neurons_cpu.json
@@ -40,7 +41,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the CPU profiler (peak memory)
 
 import torch  # noqa: E402
 
-from spikescope.neurons import LIF, Sigmoid  # noqa: E402
+from spikescope.neurons import LIF, ATan, Sigmoid  # noqa: E402
 from spikescope.neurons.kernels import cpu as cpu_kernels  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -65,12 +66,18 @@ def _import_spikingjelly():
     return neuron, surrogate
 
 
-def make_neuron(backend: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+SURROGATES = {"sigmoid": (Sigmoid, 4.0, "Sigmoid"), "atan": (ATan, 2.0, "ATan")}  # ours, alpha, SpikingJelly's name
+
+
+def make_neuron(backend: str, device: torch.device, surrogate_name: str = "sigmoid"
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A callable ``x [T, ...] -> spikes`` for a spikescope backend or ``"spikingjelly"``."""
+    ours, alpha, sj_name = SURROGATES[surrogate_name]
     if backend != "spikingjelly":
-        return LIF(tau=2.0, v_threshold=1.0, v_reset=0.0, surrogate=Sigmoid(4.0), backend=backend).to(device)
+        return LIF(tau=2.0, v_threshold=1.0, v_reset=0.0, surrogate=ours(alpha), backend=backend).to(device)
     neuron, surrogate = _import_spikingjelly()
-    node = neuron.LIFNode(tau=2.0, surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m").to(device)
+    node = neuron.LIFNode(tau=2.0, surrogate_function=getattr(surrogate, sj_name)(alpha=alpha),
+                          step_mode="m").to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         node.reset()
@@ -185,7 +192,7 @@ def spread(values: list[float]) -> dict:
 
 
 def bench_dtype(dname: str, shape: tuple[int, ...], backends: list[str], device: torch.device, reps: int,
-                warmup: int, baselines: list[str]) -> list[dict]:
+                warmup: int, baselines: list[str], surrogate: str = "sigmoid") -> list[dict]:
     """All backends at one dtype, interleaved; returns one row per backend plus the copy floor row."""
     dtype = DTYPES[dname]
     gen = torch.Generator().manual_seed(0)
@@ -196,7 +203,7 @@ def bench_dtype(dname: str, shape: tuple[int, ...], backends: list[str], device:
     for backend in backends:
         row = rows[backend] = {"backend": backend, "dtype": dname}
         try:
-            fn = make_neuron(backend, device)
+            fn = make_neuron(backend, device, surrogate)
             row["first_call_s"] = timed(lambda fn=fn: fwd_bwd(fn, x, g), device) / 1e3
             for _ in range(warmup):
                 fwd_bwd(fn, x, g)
@@ -233,7 +240,7 @@ def bench_dtype(dname: str, shape: tuple[int, ...], backends: list[str], device:
 
 
 def t_scan(dname: str, steps: list[int], step_shape: tuple[int, ...], backends: list[str], device: torch.device,
-           reps: int) -> list[dict]:
+           reps: int, surrogate: str = "sigmoid") -> list[dict]:
     """Milliseconds per step of one fwd+bwd at each T (fixed step shape), interleaved over T and backends."""
     dtype = DTYPES[dname]
     gen = torch.Generator().manual_seed(1)
@@ -241,7 +248,7 @@ def t_scan(dname: str, steps: list[int], step_shape: tuple[int, ...], backends: 
     for T in steps:
         x = (torch.randn((T, *step_shape), generator=gen) * 1.5 + 0.5).to(device, dtype).requires_grad_(True)
         inputs[T] = (x, torch.randn(x.shape, generator=gen).to(device, dtype))
-    fns = {b: make_neuron(b, device) for b in backends}
+    fns = {b: make_neuron(b, device, surrogate) for b in backends}
     for fn in fns.values():
         for x, g in inputs.values():
             fwd_bwd(fn, x, g)
@@ -277,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--t-scan-shape", default="8,64,32,32",
                     help="the step shape of --t-scan (large enough that no T fits in the caches)")
     ap.add_argument("--t-scan-backends", default="cpu,fused", help="backends of --t-scan")
+    ap.add_argument("--surrogate", default="sigmoid", choices=sorted(SURROGATES),
+                    help="sigmoid: Sigmoid(4), SpikingJelly's default; atan: ATan(2)")
     ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args(argv)
 
@@ -287,10 +296,11 @@ def main(argv: list[str] | None = None) -> dict:
     backends = (args.backends or (CUDA_BACKENDS if device.type == "cuda" else CPU_BACKENDS)).split(",")
     env = environment(device)
     env["load_average_before"] = load_average()
-    print(" ".join(f"{k}={v}" for k, v in env.items()), f"shape={list(shape)}")
+    print(" ".join(f"{k}={v}" for k, v in env.items()), f"shape={list(shape)} surrogate={args.surrogate}")
     results = []
     for dname in args.dtype.split(","):
-        for row in bench_dtype(dname, shape, backends, device, args.reps, args.warmup, args.baseline.split(",")):
+        for row in bench_dtype(dname, shape, backends, device, args.reps, args.warmup, args.baseline.split(","),
+                               args.surrogate):
             results.append(row)
             print(_format(row, args.baseline.split(",")))
     scan = []
@@ -298,13 +308,15 @@ def main(argv: list[str] | None = None) -> dict:
         steps = [int(s) for s in args.t_scan.split(",")]
         step_shape = tuple(int(s) for s in args.t_scan_shape.split(","))
         for dname in args.dtype.split(","):
-            for row in t_scan(dname, steps, step_shape, args.t_scan_backends.split(","), device, args.reps):
+            for row in t_scan(dname, steps, step_shape, args.t_scan_backends.split(","), device, args.reps,
+                              args.surrogate):
                 scan.append(row)
                 per = ", ".join(f"T={T}: {v['median']:.3f}" for T, v in row["ms_per_step"].items())
                 print(f"  {row['backend']:>13s} {dname} ms per step {per}")
     env["load_average_after"] = load_average()
     command = "python benchmarks/neurons.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = {"env": env, "command": command, "shape": list(shape), "reps": args.reps, "passes": PASSES,
+    out = {"env": env, "command": command, "shape": list(shape), "surrogate": args.surrogate, "reps": args.reps,
+           "passes": PASSES,
            "baselines": args.baseline.split(","), "results": results, "t_scan": scan}
     if args.json:
         tmp = args.json + ".tmp"
