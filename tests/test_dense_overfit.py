@@ -1,8 +1,14 @@
-"""Slow tier: the tiny spiking Mask R-CNN's training loss falls on 4 synthetic COCO images (CPU, fixed seeds).
+"""Slow tier: the tiny spiking Mask R-CNN overfits 4 synthetic COCO images (bbox AP50 >= 0.5, loss down >= 50 %).
 
-Measured here: total loss 1.49 (epoch 0) -> 0.34 (epoch 9). The detections do not reach AP50 0.5 in these 300
-updates from random weights: the neck's integer spikes saturate at 4, every RoI gets the same box-head input and the
-classifier keeps its background prior (see docs/dense_prediction.md, "Known limits").
+CPU, 1 thread, fixed seeds, 300 updates from random weights (about 2 minutes). The recipe's AdamW is replaced here by
+SGD with momentum: at this scale AdamW (lr 1e-3, 2e-4 or 5e-5) moves every weight of a row by about the lr in the
+same direction, and with non-negative spike inputs a unit's pre-activation then leaves the integer spike's [0, 4]
+window for every input, where the straight-through gradient is 0, so it never returns. Measured with AdamW lr 1e-3:
+all units feeding the RPN's 1x1 convs and all of the box head's second FC are out of the window by update 30, the
+classifier sees one input for every RoI and keeps the background prior (AP50 0.0 although the loss falls 1.49 -> 0.34).
+With SGD (lr 0.02, momentum 0.9) no layer dies (<= 25 % of the units of any head spike), the proposals reach IoU
+0.66-0.88 with every GT and bbox AP50 is 0.888 (the ceiling is 0.889: the sub-pixel-wide "bar" annotation is skipped
+in training but is a GT for COCOeval). See docs/dense_prediction.md, "Known limits".
 """
 import pytest
 from _coco_synth import write_coco
@@ -24,12 +30,14 @@ def test_tiny_detector_overfits_four_images(tmp_path):
             "rpn_proposals": 100, "roi_batch": 64, "mixer_drop": 0.0,
             "fpn_eval_clamp": False}},  # the released {0, 1} eval clamp of the FPN is a train/test mismatch
         "data": {"name": "coco", "root": str(root), "batch_size": 2},
-        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.0},
+        "optim": {"name": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0},
         "schedule": {"name": "multistep", "warmup_iters": 20, "milestones": [8]},
         "train": {"epochs": 10, "iters_per_epoch": 30, "eval_every": 10, "out_dir": str(tmp_path), "run_name": "o",
                   "progress": False},
     })
     hist = fit(cfg).history
-    assert hist[-1]["train_loss"] <= 0.5 * hist[0]["train_loss"]
-    assert all(v >= 0 for k, v in hist[-1].items() if k.startswith("train_loss"))
-    assert 0.0 <= hist[-1]["test_bbox_AP50"] <= 1.0 and (tmp_path / "o" / "eval" / "bbox_results.json").is_file()
+    first, last = hist[0], hist[-1]
+    assert last["train_loss"] <= 0.5 * first["train_loss"], (first["train_loss"], last["train_loss"])
+    assert all(v >= 0 for k, v in last.items() if k.startswith("train_loss"))
+    assert last["test_bbox_AP50"] >= 0.5, last["test_bbox_AP50"]
+    assert (tmp_path / "o" / "eval" / "bbox_results.json").is_file()
