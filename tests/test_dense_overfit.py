@@ -1,11 +1,11 @@
 """Slow tier: the tiny spiking Mask R-CNN overfits 4 synthetic COCO images (bbox AP50 >= 0.5, loss down >= 50 %).
 
-CPU, 1 thread, fixed seeds, 300 updates from random weights (about 2 minutes idle). Measured: bbox AP50 0.888 (the
-ceiling is 0.889: the sub-pixel-wide annotation is skipped in training but is a GT for COCOeval), AP 0.772, loss
-1.52 -> 0.39. The optimiser is SGD with momentum, not the recipe's AdamW: with AdamW (lr 1e-3, 2e-4 or 5e-5) the
-units feeding the RPN's 1x1 convs and the box head's second FC leave the integer spikes' [0, 4] window for every
-input (zero straight-through gradient there, so they never return: all of them by update 30 at lr 1e-3, 88-98 %
-of the second FC's after 300 updates at 5e-5-2e-4); the classifier then sees one input for every RoI, keeps the
+CPU, 1 thread, fixed seeds, 300 updates from random weights (150-185 s on a shared 2-core VM). Measured: bbox AP50
+0.888 (the ceiling is 0.889: the sub-pixel-wide annotation is skipped in training but is a GT for COCOeval), AP
+0.772, loss 1.52 -> 0.39. The optimiser is SGD with momentum, not the recipe's AdamW: with AdamW (lr 1e-3, 2e-4 or
+5e-5) the units feeding the RPN's 1x1 convs and the box head's second FC leave the integer spikes' [0, 4] window for
+every input (zero straight-through gradient there, so they never return: all of them by update 30 at lr 1e-3,
+88-98 % of the second FC's after 300 updates at 5e-5-2e-4); the classifier then sees one input for every RoI, keeps the
 background prior and nothing scores above 0.05 (AP50 0.0) although the loss falls 1.49 -> 0.34. See
 docs/dense_prediction.md, "Known limits".
 """
