@@ -152,7 +152,7 @@ def test_cpu_kernels_bfloat16_match_reference(v_reset, decay_input, detach_reset
 
 
 def test_cpu_kernels_long_sequence_multi_chunk():
-    # T = 64 and more neurons than one 1024-wide chunk (with a ragged tail): the same spikes and gradients
+    # T = 64 and more neurons than one 512-wide chunk (with a ragged tail): the same spikes and gradients
     x = torch.randn(64, 2500) * 1.5
     outs = {}
     for backend in ("torch", "cpu"):
