@@ -14,6 +14,7 @@ from spikescope.dense.det.data import AspectRatioBatchSampler, CocoDetection, De
 from spikescope.dense.det.task import DetectionTask
 from spikescope.train import fit, load_config
 from spikescope.train.distributed import DistInfo
+from spikescope.train.engine import set_epoch
 
 # (width, height): landscape, portrait and square images (a square one goes with the landscape ones)
 SIZES = [(48, 32), (32, 48), (40, 40), (48, 36), (36, 48), (56, 32)]
@@ -115,7 +116,7 @@ def test_task_loader_groups_real_batches_and_resumes(tmp_path):
     assert len(loader) == 3  # 4 landscape / square and 2 portrait images, 2 per batch
     epochs = []
     for epoch in (0, 1, 0):
-        loader.sampler.set_epoch(epoch)  # what the engine calls each epoch
+        set_epoch(loader, epoch)  # what the engine calls each epoch
         ids = []
         for images, sizes, targets in loader:
             assert images.shape[0] == 2 and images.shape[-2] % 32 == 0 and images.shape[-1] % 32 == 0

@@ -163,6 +163,13 @@ def _skipped(scaler, skipped: int, steps: int, epoch: int) -> dict:
     return {"skipped_steps": skipped}
 
 
+def set_epoch(loader, epoch: int) -> None:
+    """Seed ``loader``'s order for ``epoch``: its batch sampler when that takes an epoch (grouped batches), else its
+    sampler (a ``DistributedSampler``), so that a resumed run sees the same batches."""
+    target = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
+    target.set_epoch(epoch)
+
+
 def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler, cfg: Config, dist: DistInfo,
                      epoch: int) -> dict:
     """One epoch of ``cfg.train.iters_per_epoch`` updates (``None``: one pass over ``loader``; the loader is cycled,
@@ -179,7 +186,7 @@ def train_iterations(losses_fn, model, loader, optimizer, scaler, ema, scheduler
     done, passes, first_lr, skipped = 0, 0, None, 0
     while done < n_iter:
         if passes:
-            loader.sampler.set_epoch(epoch * 1000 + passes)
+            set_epoch(loader, epoch * 1000 + passes)
         for batch in loader:
             if done == n_iter:
                 break
@@ -315,7 +322,7 @@ def _fit(cfg, dist: DistInfo, resume, stop_after, model_fn, datasets, overwrite,
             t0 = time.perf_counter()
             if scheduler is not None:
                 scheduler.step(epoch)
-            train_loader.sampler.set_epoch(epoch)
+            set_epoch(train_loader, epoch)
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
             if hasattr(task, "train_epoch"):
                 row.update(task.train_epoch(model, train_loader, optimizer, scaler, ema, scheduler, cfg, dist, epoch))

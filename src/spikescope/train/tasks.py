@@ -7,7 +7,7 @@ exact resume; the task supplies::
     check(cfg)                                        raise ConfigError on settings it cannot use
     build_datasets(cfg) -> (train, test)
     build_model(cfg) -> nn.Module
-    build_loaders(train, test, cfg, dist) -> (train_loader, test_loader)   (train_loader.sampler.set_epoch(e))
+    build_loaders(train, test, cfg, dist) -> (train_loader, test_loader)   (engine.set_epoch(train_loader, e))
     evaluate(model, loader, cfg, dist) -> dict        flat scalar metrics, prefixed test_, including ``primary``
     primary: str                                      the metric that selects best.pt (higher is better)
 

@@ -18,7 +18,7 @@ kept) and the multiscale resize. Keep-ratio sizes are ``floor(side * f + 0.5)`` 
 masks nearest. Test: keep-ratio resize to fit ``test_scale`` (1333 x 800). Then ImageNet mean/std on 0-255 RGB.
 
 Training batches group images by orientation as released (mmdet 3.x ``AspectRatioBatchSampler``):
-:class:`AspectRatioBatchSampler` over this rank's shuffled share, read through :class:`BatchView`.
+:class:`AspectRatioBatchSampler` over this rank's shuffled share (the loader's ``batch_sampler``).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["CocoDetection", "DetTransforms", "AspectRatioBatchSampler", "BatchView", "collate", "keep_ratio_size",
+__all__ = ["CocoDetection", "DetTransforms", "AspectRatioBatchSampler", "collate", "keep_ratio_size",
            "MEAN", "STD", "require_pycocotools"]
 
 MEAN = (123.675, 116.28, 103.53)
@@ -223,21 +223,6 @@ class AspectRatioBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return math.ceil(len(self.sampler) / self.batch_size)
-
-
-class BatchView(Dataset):
-    """``dataset`` read a batch at a time: ``view[[i, j, ...]] -> [dataset[i], dataset[j], ...]``. A ``DataLoader``
-    with ``batch_size=None`` and a batch sampler as its ``sampler`` loads whole batches this way, and keeps the batch
-    sampler as ``loader.sampler`` (where the training engine calls ``set_epoch``)."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __getitem__(self, indices: list[int]) -> list:
-        return [self.dataset[i] for i in indices]
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
 
 def collate(batch):

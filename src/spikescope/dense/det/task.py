@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ...models import create_model, load_checkpoint
 from .coco_eval import STAT_NAMES, detections_to_records, evaluate_coco, to_original
-from .data import MEAN, STD, AspectRatioBatchSampler, BatchView, CocoDetection, DetTransforms, collate
+from .data import MEAN, STD, AspectRatioBatchSampler, CocoDetection, DetTransforms, collate
 
 __all__ = ["DetectionTask"]
 
@@ -95,8 +95,7 @@ class DetectionTask:
                 raise ValueError(f"task_options.group_by_aspect_ratio: the training set ({type(train_set).__name__}) "
                                  "has no aspect_flags() to group by; set it to false")
             batches = AspectRatioBatchSampler(sampler, train_set.aspect_flags(), cfg.data.batch_size)
-            train = DataLoader(BatchView(train_set), batch_size=None, sampler=batches, collate_fn=collate,
-                               num_workers=cfg.data.num_workers)
+            train = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=cfg.data.num_workers)
         else:
             train = DataLoader(train_set, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
                                collate_fn=collate, num_workers=cfg.data.num_workers)
