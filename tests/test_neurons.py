@@ -151,19 +151,27 @@ def test_cpu_kernels_bfloat16_match_reference(v_reset, decay_input, detach_reset
     torch.testing.assert_close(outs["torch"][2].float(), outs["cpu"][2].float(), rtol=8e-3, atol=1e-6)
 
 
-def test_cpu_kernels_long_sequence_multi_chunk():
-    # T = 64 and more neurons than one 512-wide chunk (with a ragged tail): the same spikes and gradients
-    x = torch.randn(64, 2500) * 1.5
+@pytest.mark.parametrize("stream", [False, True], ids=["direct", "streaming"])
+@pytest.mark.parametrize("T", [17, 37, 64])
+def test_cpu_kernels_long_sequence_multi_chunk(monkeypatch, T, stream):
+    # More steps than one 16-step pass (the membrane and dL/dV carried between passes; passes ending in single
+    # steps at T = 17 and 37) and more neurons than one 128-wide chunk (with a ragged tail), the membrane returned:
+    # the same spikes and membranes, gradients and PLIF's decay gradient within 1e-6
+    from spikescope.neurons.kernels import cpu
+
+    monkeypatch.setattr(cpu, "STREAM_MIN_BYTES", 0 if stream else 1 << 62)
+    x = torch.randn(T, 2500) * 1.5
     outs = {}
     for backend in ("torch", "cpu"):
         xb = x.clone().requires_grad_(True)
         n = PLIF(init_tau=1.8, surrogate=Sigmoid(4.0), backend=backend)
-        s = n(xb)
-        (s * torch.linspace(-1, 1, 2500)).sum().backward()
-        outs[backend] = (s.detach(), xb.grad, n.w.grad)
+        s, v = n(xb, return_state=True)
+        ((s * torch.linspace(-1, 1, 2500)).sum() + (v * torch.linspace(1, -1, 2500)).sum() * 0.1).backward()
+        outs[backend] = (s.detach(), v.detach(), xb.grad, n.w.grad)
     assert torch.equal(outs["torch"][0], outs["cpu"][0])
-    torch.testing.assert_close(outs["torch"][1], outs["cpu"][1], rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(outs["torch"][2], outs["cpu"][2], rtol=1e-5, atol=1e-6)
+    assert torch.equal(outs["torch"][1], outs["cpu"][1])
+    torch.testing.assert_close(outs["torch"][2], outs["cpu"][2], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(outs["torch"][3], outs["cpu"][3], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -381,3 +389,32 @@ def test_bad_construction():
 
 def test_backends_listed():
     assert {"torch", "fused", "cpu", "compile"} <= set(BACKENDS)
+
+
+def test_cpu_stream_threshold_reads_the_caches_from_sysfs(tmp_path, monkeypatch):
+    # the last-level cache capped at 16 x L2: a 480 MiB shared L3 with 2 MiB L2 streams from 32 MiB, an 8 MiB L3
+    # with 512 KiB L2 from 8 MiB; unknown sizes read as 0 and fall back to 8 MiB
+    from spikescope.neurons.kernels import cpu
+
+    def caches(root, entries):
+        for i, (level, kind, size) in enumerate(entries):
+            d = root / f"index{i}"
+            d.mkdir(parents=True)
+            (d / "level").write_text(f"{level}\n")
+            (d / "type").write_text(f"{kind}\n")
+            (d / "size").write_text(f"{size}\n")
+        return root
+
+    server = caches(tmp_path / "server", [(1, "Data", "48K"), (1, "Instruction", "64K"), (2, "Unified", "2048K"),
+                                          (3, "Unified", "491520K")])
+    assert [cpu._cache_bytes(level, server) for level in (1, 2, 3, 4)] == [48 << 10, 2 << 20, 480 << 20, 0]
+    assert cpu._cache_bytes(2, caches(tmp_path / "broken", [(2, "Unified", "lots")])) == 0
+    expected = {"server": (server, 32 << 20),
+                "zen1": (caches(tmp_path / "zen1", [(2, "Unified", "512K"), (3, "Unified", "8M")]), 8 << 20),
+                "none": (tmp_path / "absent", 8 << 20)}
+    read = cpu._cache_bytes
+    for root, threshold in expected.values():
+        monkeypatch.setattr(cpu, "_cache_bytes", lambda level, r=root: read(level, r))
+        cpu.stream_threshold.cache_clear()
+        assert cpu.stream_threshold() == threshold
+    cpu.stream_threshold.cache_clear()

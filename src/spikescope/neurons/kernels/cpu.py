@@ -5,16 +5,16 @@ else ``cc``), one small shared library per kernel variant (dtype, reset, surroga
 under ``$SPIKESCOPE_KERNEL_CACHE`` (default ``~/.cache/spikescope/cpu-kernels``) keyed on the source, the flags, the
 compiler and the CPU, so a later process loads it at once. Nothing depends on T or on the shape.
 
-Each call walks the neurons in chunks of 512 and T inside the chunk, the state in a stack array: the forward reads
+Each call walks the neurons in chunks of 128 and T inside the chunk, the state in a stack array: the forward reads
 ``X`` once and writes the spikes and what backward keeps once; the backward reads that, ``dL/dS`` (and ``dL/dV``)
 once and writes ``dL/dX`` once (``X`` again for PLIF with ``decay_input``), the floor of 6 passes of
-``benchmarks/neurons.py``. A call that writes more than the last-level cache holds (:data:`STREAM_MIN_BYTES`)
+``benchmarks/neurons.py``. A call that writes more than a core keeps in its caches (:func:`stream_threshold`)
 writes with non-temporal stores, which do not first read the destination into the cache: each output then costs
 one pass over memory instead of two. The charge is compiled without FMA contraction, in the reference's order of
 roundings, so spikes and membranes are bit-identical to :mod:`.reference`. Backward may contract (it is compiled with
-FMAs) and evaluates the smooth surrogates 8 lanes at a time with a polynomial ``exp`` and the hardware reciprocal
-estimate refined by one Newton step (relative error ~2e-7, where a divide would stall): gradients agree within
-1e-6. What backward keeps is what :mod:`.fused` keeps (``H`` in float32, a uint8 code with Rectangle and a detached
+FMAs) and evaluates the smooth surrogates 16 (AVX-512) or 8 (AVX2) lanes at a time with a polynomial ``exp`` and the
+hardware reciprocal estimate refined by one Newton step (relative error ~2e-7, where a divide would stall): gradients
+agree within 1e-6. What backward keeps is what :mod:`.fused` keeps (``H`` in float32, a uint8 code with Rectangle and a detached
 or soft reset, PLIF with ``decay_input`` also ``X``), nothing under ``torch.no_grad()``. float32 and bfloat16 run
 here; other dtypes and custom surrogates go to :func:`.fused.lif_fused`. With ``torch.get_num_threads() > 1`` large
 calls are split over neurons into that many threads (the GIL is released).
@@ -78,8 +78,8 @@ _buffer_lock = threading.Lock()
 _POOLED_MIN = 1 << 20  # smaller tensors come straight from torch.empty (malloc reuses them cheaply)
 _HUGE_PAGE, _MADV_HUGEPAGE = 1 << 21, 14
 _warned: set[str] = set()
-#: bytes a call must write to use non-temporal stores (None: the size of the last-level cache); smaller outputs are
-#: written through the cache, where the next layer finds them
+#: bytes a call must write to use non-temporal stores (None: :func:`stream_threshold`); smaller outputs are written
+#: through the cache, where the next layer finds them
 STREAM_MIN_BYTES: int | None = None
 
 
@@ -209,21 +209,41 @@ def _run(fn, ranges: list[tuple[int, int]]) -> None:
     list(_pool.map(lambda r: fn(r[0], *r[1]), enumerate(ranges)))
 
 
+_SYSFS_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def _cache_bytes(level: int, root: Path = _SYSFS_CACHES) -> int:
+    """Size of the first CPU's data or unified cache of ``level``, read from Linux's sysfs (``os.sysconf`` knows no
+    cache names in CPython); 0 when unknown."""
+    for index in sorted(root.glob("index*")):
+        try:
+            if int((index / "level").read_text()) != level or (index / "type").read_text().strip() == "Instruction":
+                continue
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+        digits = size.rstrip("KMG")
+        if digits.isdigit():
+            return int(digits) * scale
+    return 0
+
+
 @functools.cache
-def _last_level_cache_bytes() -> int:
-    try:
-        size = os.sysconf("SC_LEVEL3_CACHE_SIZE") or os.sysconf("SC_LEVEL2_CACHE_SIZE")
-    except (ValueError, OSError):
-        size = 0
-    return size if size > 0 else 8 << 20
+def stream_threshold() -> int:
+    """Bytes a call must write to use non-temporal stores unless :data:`STREAM_MIN_BYTES` is set: the last-level
+    cache, capped at 16 times this core's L2. The cap matters on a many-core server (or a VM on one): its L3
+    (480 MiB on one Xeon here) is shared by every core, and what one core writes does not stay there for long."""
+    l2, l3 = _cache_bytes(2), _cache_bytes(3)
+    llc = l3 or l2 or 8 << 20
+    return min(llc, 16 * l2) if l2 else llc
 
 
 def _stream(*outputs: torch.Tensor | None) -> int:
-    """1 when a call writes more than the last-level cache holds: its stores then bypass the cache (see the C source);
+    """1 when a call writes more than :func:`stream_threshold`: its stores then bypass the cache (see the C source);
     smaller outputs stay cached for the layer that reads them next."""
     written = sum(t.numel() * t.element_size() for t in outputs if t is not None)
-    limit = STREAM_MIN_BYTES if STREAM_MIN_BYTES is not None else _last_level_cache_bytes()
-    return int(written >= limit)
+    return int(written >= (STREAM_MIN_BYTES if STREAM_MIN_BYTES is not None else stream_threshold()))
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:

@@ -3,9 +3,9 @@
  * Every call walks the flattened [T, N] tensor in chunks of CHUNK neurons; inside a chunk the loop over T keeps the
  * membrane (forward) or dL/dV (backward) in a stack array, so each input is read once and each output written once.
  * The inner loops are plain elementwise code that the compiler vectorises; the smooth surrogates' exp and reciprocal
- * are written with AVX2 intrinsics (scalar code elsewhere). The forward is built with -ffp-contract=off: the charge
- * is evaluated as the same sequence of float32 roundings as the torch reference, so spikes are bit-identical. The
- * backward (gradients within 1e-6, not bit-identical) is built with FMA contraction.
+ * are written with AVX-512 or AVX2 intrinsics (scalar code elsewhere). The forward is built with -ffp-contract=off:
+ * the charge is evaluated as the same sequence of float32 roundings as the torch reference, so spikes are
+ * bit-identical. The backward (gradients within 1e-6, not bit-identical) is built with FMA contraction.
  * Every buffer is distinct (restrict): the loops vectorise without runtime alias checks.
  * bfloat16 tensors are passed as uint16_t and converted exactly (load) or rounded to nearest even (store).
  */
@@ -14,12 +14,19 @@
 #include <immintrin.h>
 #endif
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 512
+/* Neurons per chunk (measured, docs/neurons.md: 512 made the benchmark layer's fwd+bwd 1.2-1.3x slower on an AVX-512
+ * Xeon, 64 slower again) */
+#define CHUNK 128
 /* Steps are taken UNROLL at a time so the membrane stays in a register for UNROLL steps between its stores to
  * the chunk's stack array (T = 4 is one trip). */
 #define UNROLL 4
+/* A call of more than SPAN steps runs in passes of SPAN steps over all its neurons, the membrane (forward) or dL/dV
+ * (backward) of each neuron carried from one pass to the next in a heap array: one chunk then walks at most SPAN rows
+ * of each tensor. Measured (docs/neurons.md): at T = 64 a step took 1.6x as long as at T = 16 without passes. */
+#define SPAN 16
 #define INLINE static inline __attribute__((always_inline))
 
 enum { SAVE_NONE = 0, SAVE_H = 1, SAVE_CODES = 2 };
@@ -91,54 +98,90 @@ INLINE float surrogate(float u, float a, float b, const int SUR) {
     return g > 0.0f ? g : 0.0f;
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
-/* exp(x) on 8 lanes, ~2e-7 relative error: the same polynomial as exp_poly, as one Horner chain, the reduction
+/* One vector of float lanes for the smooth surrogates: 16 lanes with AVX-512, else 8 with AVX2 and FMA (else the
+ * scalar code above serves). Only what exp_v, recip_v and surrogate_block use is named here. */
+#if defined(__AVX512F__)
+#define VEC 16
+typedef __m512 vfloat;
+#define v_set1 _mm512_set1_ps
+#define v_load _mm512_loadu_ps
+#define v_store _mm512_storeu_ps
+#define v_add _mm512_add_ps
+#define v_sub _mm512_sub_ps
+#define v_mul _mm512_mul_ps
+#define v_min _mm512_min_ps
+#define v_max _mm512_max_ps
+#define v_fmadd _mm512_fmadd_ps
+#define v_fnmadd _mm512_fnmadd_ps
+#define v_rcp _mm512_rcp14_ps /* relative error < 2^-14 */
+#define v_pow2(b) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(b), \
+                                                                        _mm512_set1_epi32(127)), 23))
+#elif defined(__AVX2__) && defined(__FMA__)
+#define VEC 8
+typedef __m256 vfloat;
+#define v_set1 _mm256_set1_ps
+#define v_load _mm256_loadu_ps
+#define v_store _mm256_storeu_ps
+#define v_add _mm256_add_ps
+#define v_sub _mm256_sub_ps
+#define v_mul _mm256_mul_ps
+#define v_min _mm256_min_ps
+#define v_max _mm256_max_ps
+#define v_fmadd _mm256_fmadd_ps
+#define v_fnmadd _mm256_fnmadd_ps
+#define v_rcp _mm256_rcp_ps /* relative error < 1.5 * 2^-12 */
+#define v_pow2(b) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(b), \
+                                                                        _mm256_set1_epi32(127)), 23))
+#endif
+
+#ifdef VEC
+/* exp(x) on VEC lanes, ~2e-7 relative error: the same polynomial as exp_poly, as one Horner chain, the reduction
  * x - n ln 2 as one FMA (exact product; ln 2's float rounding costs < 6e-8 for the |x| < 20 where a sigmoid's
- * derivative is not negligible). max/min take the constant first so that a NaN lane stays NaN. */
-INLINE __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-    const __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(12582912.0f));
-    const __m256 n = _mm256_sub_ps(shifted, _mm256_set1_ps(12582912.0f));
-    const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147180559945f), x);
-    __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+ * derivative is not negligible). v_pow2 turns the bits of n + 1.5 * 2^23 into 2^n as exp_poly does. max/min take
+ * the constant first so that a NaN lane stays NaN. */
+INLINE vfloat exp_v(vfloat x) {
+    x = v_min(v_set1(88.0f), v_max(v_set1(-87.0f), x));
+    const vfloat shifted = v_fmadd(x, v_set1(1.44269504088896341f), v_set1(12582912.0f));
+    const vfloat n = v_sub(shifted, v_set1(12582912.0f));
+    const vfloat r = v_fnmadd(n, v_set1(0.693147180559945f), x);
+    vfloat y = v_fmadd(v_set1(1.9875691500e-4f), r, v_set1(1.3981999507e-3f));
+    y = v_fmadd(y, r, v_set1(8.3334519073e-3f));
+    y = v_fmadd(y, r, v_set1(4.1665795894e-2f));
+    y = v_fmadd(y, r, v_set1(1.6666665459e-1f));
+    y = v_fmadd(y, r, v_set1(5.0000001201e-1f));
+    y = v_fmadd(y, r, v_set1(1.0f));
+    y = v_fmadd(y, r, v_set1(1.0f));
+    return v_mul(y, v_pow2(shifted));
 }
 
-/* 1 / d for d >= 1: the hardware estimate (relative error < 4e-4) and one Newton step (< 2e-7), where a divide
- * would stall. d * r must not be inf * 0: d is finite here or the caller caps it. */
-INLINE __m256 recip8(__m256 d) {
-    const __m256 r = _mm256_rcp_ps(d);
-    return _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(1.0f)), r);
+/* 1 / d for d >= 1: the hardware estimate and one Newton step (< 2e-7), where a divide would stall. d * r must not
+ * be inf * 0: d is finite here or the caller caps it. */
+INLINE vfloat recip_v(vfloat d) {
+    const vfloat r = v_rcp(d);
+    return v_fmadd(r, v_fnmadd(d, r, v_set1(1.0f)), r);
 }
 #endif
 
 /* out[i] = sg'(h[i] - V_th) for the n neurons of a chunk: computed before the backward recurrence, as a plain
- * elementwise loop (8 lanes at a time with AVX2 for the smooth surrogates, whose exp and divide dominate) */
+ * elementwise loop (VEC lanes at a time for the smooth surrogates, whose exp and divide dominate) */
 INLINE void surrogate_block(const float *__restrict h, float *__restrict out, int64_t n, float vth, float a, float b,
                             const int SUR) {
     int64_t i = 0;
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef VEC
     if (SUR == SUR_ATAN) { /* a / (1 + (b u)^2), 1 + z^2 capped at 1e30 (beyond, the value is below 1e-30 anyway) */
-        const __m256 vth8 = _mm256_set1_ps(vth), a8 = _mm256_set1_ps(a), b8 = _mm256_set1_ps(b);
-        for (; i + 8 <= n; i += 8) {
-            const __m256 z = _mm256_mul_ps(b8, _mm256_sub_ps(_mm256_loadu_ps(h + i), vth8));
-            const __m256 d = _mm256_min_ps(_mm256_set1_ps(1e30f), _mm256_fmadd_ps(z, z, _mm256_set1_ps(1.0f)));
-            _mm256_storeu_ps(out + i, _mm256_mul_ps(a8, recip8(d)));
+        const vfloat vthv = v_set1(vth), av = v_set1(a), bv = v_set1(b);
+        for (; i + VEC <= n; i += VEC) {
+            const vfloat z = v_mul(bv, v_sub(v_load(h + i), vthv));
+            const vfloat d = v_min(v_set1(1e30f), v_fmadd(z, z, v_set1(1.0f)));
+            v_store(out + i, v_mul(av, recip_v(d)));
         }
     }
     if (SUR == SUR_SIGMOID) { /* a (s - s^2), s = 1 / (1 + exp(-b u)); exp(-b u) <= exp(88), so 1 + it is finite */
-        const __m256 nb = _mm256_set1_ps(-b), bvth = _mm256_set1_ps(b * vth), a8 = _mm256_set1_ps(a);
-        for (; i + 8 <= n; i += 8) {
-            const __m256 e = exp8(_mm256_fmadd_ps(_mm256_loadu_ps(h + i), nb, bvth));
-            const __m256 sg = recip8(_mm256_add_ps(_mm256_set1_ps(1.0f), e));
-            _mm256_storeu_ps(out + i, _mm256_mul_ps(a8, _mm256_fnmadd_ps(sg, sg, sg)));
+        const vfloat nb = v_set1(-b), bvth = v_set1(b * vth), av = v_set1(a);
+        for (; i + VEC <= n; i += VEC) {
+            const vfloat e = exp_v(v_fmadd(v_load(h + i), nb, bvth));
+            const vfloat sg = recip_v(v_add(v_set1(1.0f), e));
+            v_store(out + i, v_mul(av, v_fnmadd(sg, sg, sg)));
         }
     }
 #endif
@@ -171,13 +214,13 @@ INLINE void fence(int stream) {
 #endif
 }
 
-/* The chunk's stage arrays of one output: UNROLL steps of CHUNK elements, 4 bytes each (bfloat16 and uint8 outputs use
- * the front of each row). */
+/* The chunk's stage array of one output: UNROLL steps of CHUNK elements of up to 4 bytes, the rows packed (CHUNK
+ * elements of size es each). */
 typedef float Stage[UNROLL][CHUNK];
 
 /* Where step u of a trip writes output `out` (offset o of its step in the tensor, element size es). */
 INLINE void *dest(void *out, Stage *stage, int u, int64_t o, int64_t es, int stream) {
-    return stream ? (void *)(*stage)[u] : (void *)((char *)out + o * es);
+    return stream ? (void *)((char *)*stage + u * CHUNK * es) : (void *)((char *)out + o * es);
 }
 
 /* One forward step of neuron i (u: step within the trip; s, v, h, c: that step's destinations): returns V[t] from
@@ -214,44 +257,51 @@ INLINE void lif_fwd_body(const void *__restrict x, void *__restrict s, void *__r
     void *ds[UNROLL], *dv[UNROLL];
     float *dh[UNROLL];
     uint8_t *dc[UNROLL];
+    float *carry = T > SPAN ? (float *)malloc((c_end - c_begin) * sizeof(float)) : NULL; /* V between passes */
+    const int64_t span = carry ? SPAN : T; /* no memory for it: one pass */
 #define FWD_STEP(u, o, vp) \
     fwd_step(ds[u], dv[u], dh[u], dc[u], i, load(x, o, BF), vp, k, vth, vr, win, BF, DECAY_INPUT, HARD, STORE_V, SAVE)
-    for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
-        const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
-        for (int64_t i = 0; i < n; i++) v[i] = vr;
-        for (int64_t t = 0; t < T;) {
-            const int steps = t + UNROLL <= T ? UNROLL : 1;
-            for (int u = 0; u < steps; u++) {
-                const int64_t o = (t + u) * N + c0;
-                ds[u] = dest(s, &st_s, u, o, es, stream);
-                dv[u] = dest(vs, &st_v, u, o, es, stream);
-                dh[u] = (float *)dest(hs, &st_h, u, o, 4, stream);
-                dc[u] = (uint8_t *)dest(codes, &st_c, u, o, 1, stream);
-            }
-            const int64_t o = t * N + c0;
-            if (steps == UNROLL) {
-#pragma GCC ivdep
-                for (int64_t i = 0; i < n; i++) {
-                    float vp = FWD_STEP(0, o + i, v[i]);
-                    vp = FWD_STEP(1, o + N + i, vp);
-                    vp = FWD_STEP(2, o + 2 * N + i, vp);
-                    v[i] = FWD_STEP(3, o + 3 * N + i, vp);
-                }
-            } else {
-#pragma GCC ivdep
-                for (int64_t i = 0; i < n; i++) v[i] = FWD_STEP(0, o + i, v[i]);
-            }
-            if (stream)
+    for (int64_t t0 = 0; t0 < T; t0 += span) {
+        const int64_t t1 = t0 + span < T ? t0 + span : T; /* this pass: steps t0 .. t1 - 1 */
+        for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
+            const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
+            for (int64_t i = 0; i < n; i++) v[i] = t0 == 0 ? vr : carry[c0 - c_begin + i];
+            for (int64_t t = t0; t < t1;) {
+                const int steps = t + UNROLL <= t1 ? UNROLL : 1;
                 for (int u = 0; u < steps; u++) {
-                    const int64_t ou = o + u * N;
-                    flush((char *)s + ou * es, ds[u], n * es);
-                    if (STORE_V) flush((char *)vs + ou * es, dv[u], n * es);
-                    if (SAVE == SAVE_H) flush(hs + ou, dh[u], n * 4);
-                    if (SAVE == SAVE_CODES) flush(codes + ou, dc[u], n);
+                    const int64_t o = (t + u) * N + c0;
+                    ds[u] = dest(s, &st_s, u, o, es, stream);
+                    dv[u] = dest(vs, &st_v, u, o, es, stream);
+                    dh[u] = (float *)dest(hs, &st_h, u, o, 4, stream);
+                    dc[u] = (uint8_t *)dest(codes, &st_c, u, o, 1, stream);
                 }
-            t += steps;
+                const int64_t o = t * N + c0;
+                if (steps == UNROLL) {
+#pragma GCC ivdep
+                    for (int64_t i = 0; i < n; i++) {
+                        float vp = FWD_STEP(0, o + i, v[i]);
+                        vp = FWD_STEP(1, o + N + i, vp);
+                        vp = FWD_STEP(2, o + 2 * N + i, vp);
+                        v[i] = FWD_STEP(3, o + 3 * N + i, vp);
+                    }
+                } else {
+#pragma GCC ivdep
+                    for (int64_t i = 0; i < n; i++) v[i] = FWD_STEP(0, o + i, v[i]);
+                }
+                if (stream)
+                    for (int u = 0; u < steps; u++) {
+                        const int64_t ou = o + u * N;
+                        flush((char *)s + ou * es, ds[u], n * es);
+                        if (STORE_V) flush((char *)vs + ou * es, dv[u], n * es);
+                        if (SAVE == SAVE_H) flush(hs + ou, dh[u], n * 4);
+                        if (SAVE == SAVE_CODES) flush(codes + ou, dc[u], n);
+                    }
+                t += steps;
+            }
+            if (t1 < T) memcpy(carry + (c0 - c_begin), v, n * sizeof(float));
         }
     }
+    free(carry);
     fence(stream);
 #undef FWD_STEP
 }
@@ -306,40 +356,48 @@ INLINE void lif_bwd_body(const void *__restrict gs, const void *__restrict gv, c
     const int64_t es = BF ? 2 : 4;
     void *dg[UNROLL];
     double total = 0.0;
+    float *carry = T > SPAN ? (float *)malloc((c_end - c_begin) * sizeof(float)) : NULL; /* dL/dV between passes */
+    const int64_t span = carry ? SPAN : T;
 #define BWD_STEP(u, o, first, g, a) \
     bwd_step(gs, gv, hs, codes, x, dg[u], sgs[u][i], i, o, N, first, g, a, k, vth, vr, sg_a, BF, SAVE, HAS_GV, \
              LEARN, HARD, DETACH, DECAY_INPUT)
-    for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
-        const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
-        for (int64_t i = 0; i < n; i++) gnext[i] = 0.0f, acc[i] = 0.0f;
-        for (int64_t t = T - 1; t >= 0;) {
-            const int steps = t - UNROLL + 1 >= 1 ? UNROLL : 1; /* a trip of UNROLL steps never includes step 0 */
-            const int64_t o = t * N + c0;
-            for (int u = 0; u < steps; u++) {
-                dg[u] = dest(gx, &st_gx, u, o - u * N, es, stream);
-                if (SAVE == SAVE_H) surrogate_block(hs + o - u * N, sgs[u], n, vth, sg_a, sg_b, SUR);
-            }
-            if (steps == UNROLL) {
-#pragma GCC ivdep
-                for (int64_t i = 0; i < n; i++) {
-                    float a = acc[i];
-                    float g = BWD_STEP(0, o + i, 0, gnext[i], &a);
-                    g = BWD_STEP(1, o - N + i, 0, g, &a);
-                    g = BWD_STEP(2, o - 2 * N + i, 0, g, &a);
-                    gnext[i] = BWD_STEP(3, o - 3 * N + i, 0, g, &a);
-                    acc[i] = a;
+    for (int64_t t1 = T; t1 > 0; t1 -= span) {
+        const int64_t t0 = t1 - span > 0 ? t1 - span : 0; /* this pass: steps t1 - 1 down to t0 */
+        const int64_t low = t0 > 1 ? t0 : 1;               /* a trip of UNROLL steps never includes step 0 */
+        for (int64_t c0 = c_begin; c0 < c_end; c0 += CHUNK) {
+            const int64_t n = c_end - c0 < CHUNK ? c_end - c0 : CHUNK;
+            for (int64_t i = 0; i < n; i++) gnext[i] = t1 == T ? 0.0f : carry[c0 - c_begin + i], acc[i] = 0.0f;
+            for (int64_t t = t1 - 1; t >= t0;) {
+                const int steps = t - UNROLL + 1 >= low ? UNROLL : 1;
+                const int64_t o = t * N + c0;
+                for (int u = 0; u < steps; u++) {
+                    dg[u] = dest(gx, &st_gx, u, o - u * N, es, stream);
+                    if (SAVE == SAVE_H) surrogate_block(hs + o - u * N, sgs[u], n, vth, sg_a, sg_b, SUR);
                 }
-            } else {
+                if (steps == UNROLL) {
 #pragma GCC ivdep
-                for (int64_t i = 0; i < n; i++) gnext[i] = BWD_STEP(0, o + i, t == 0, gnext[i], &acc[i]);
+                    for (int64_t i = 0; i < n; i++) {
+                        float a = acc[i];
+                        float g = BWD_STEP(0, o + i, 0, gnext[i], &a);
+                        g = BWD_STEP(1, o - N + i, 0, g, &a);
+                        g = BWD_STEP(2, o - 2 * N + i, 0, g, &a);
+                        gnext[i] = BWD_STEP(3, o - 3 * N + i, 0, g, &a);
+                        acc[i] = a;
+                    }
+                } else {
+#pragma GCC ivdep
+                    for (int64_t i = 0; i < n; i++) gnext[i] = BWD_STEP(0, o + i, t == 0, gnext[i], &acc[i]);
+                }
+                if (stream)
+                    for (int u = 0; u < steps; u++) flush((char *)gx + (o - u * N) * es, dg[u], n * es);
+                t -= steps;
             }
-            if (stream)
-                for (int u = 0; u < steps; u++) flush((char *)gx + (o - u * N) * es, dg[u], n * es);
-            t -= steps;
+            if (t0 > 0) memcpy(carry + (c0 - c_begin), gnext, n * sizeof(float));
+            if (LEARN != LEARN_NONE)
+                for (int64_t i = 0; i < n; i++) total += acc[i];
         }
-        if (LEARN != LEARN_NONE)
-            for (int64_t i = 0; i < n; i++) total += acc[i];
     }
+    free(carry);
     fence(stream);
 #undef BWD_STEP
     if (LEARN != LEARN_NONE) *gk = total;
@@ -348,7 +406,8 @@ INLINE void lif_bwd_body(const void *__restrict gs, const void *__restrict gv, c
 #ifdef SPK_LIF_FWD /* -DSPK_LIF_FWD -DK_BF= -DK_DECAY_INPUT= -DK_HARD= -DK_STORE_V= -DK_SAVE= */
 void spk_lif_fwd(const void *x, void *s, void *vs, float *hs, uint8_t *codes, int64_t T, int64_t N, int64_t c_begin,
                  int64_t c_end, float k, float vth, float vr, float win, int64_t stream) {
-    lif_fwd_body(x, s, vs, hs, codes, T, N, c_begin, c_end, k, vth, vr, win, (int)stream, K_BF, K_DECAY_INPUT, K_HARD, K_STORE_V, K_SAVE);
+    lif_fwd_body(x, s, vs, hs, codes, T, N, c_begin, c_end, k, vth, vr, win, (int)stream, K_BF, K_DECAY_INPUT, K_HARD,
+                 K_STORE_V, K_SAVE);
 }
 #endif
 
@@ -356,8 +415,8 @@ void spk_lif_fwd(const void *x, void *s, void *vs, float *hs, uint8_t *codes, in
 void spk_lif_bwd(const void *gs, const void *gv, const float *hs, const uint8_t *codes, const void *x, void *gx,
                  double *gk, int64_t T, int64_t N, int64_t c_begin, int64_t c_end, float k, float vth, float vr,
                  float sg_a, float sg_b, int64_t stream) {
-    lif_bwd_body(gs, gv, hs, codes, x, gx, gk, T, N, c_begin, c_end, k, vth, vr, sg_a, sg_b, (int)stream, K_BF, K_SUR, K_SAVE,
-                 K_HAS_GV, K_LEARN, K_HARD, K_DETACH, K_DECAY_INPUT);
+    lif_bwd_body(gs, gv, hs, codes, x, gx, gk, T, N, c_begin, c_end, k, vth, vr, sg_a, sg_b, (int)stream, K_BF, K_SUR,
+                 K_SAVE, K_HAS_GV, K_LEARN, K_HARD, K_DETACH, K_DECAY_INPUT);
 }
 #endif
 
