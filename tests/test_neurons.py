@@ -231,8 +231,9 @@ def test_cpu_surrogate_gradient_against_float64(surrogate, exact):
     assert (x.grad.double() - ref).abs().max() < 5e-7
 
 
-def test_cpu_kernels_threads_split_neurons():
-    x = torch.randn(3, 4, 2**16 + 77) * 1.5  # more than one range per thread
+@pytest.mark.parametrize("T", [3, 20])  # 20: two passes, each thread carrying its own neurons' state
+def test_cpu_kernels_threads_split_neurons(T):
+    x = torch.randn(T, 4, 2**16 + 77) * 1.5  # more than one range per thread
     torch.set_num_threads(2)
     try:
         xb = x.clone().requires_grad_(True)
