@@ -14,10 +14,11 @@ one pass over memory instead of two. The charge is compiled without FMA contract
 roundings, so spikes and membranes are bit-identical to :mod:`.reference`. Backward may contract (it is compiled with
 FMAs) and evaluates the smooth surrogates 16 (AVX-512) or 8 (AVX2) lanes at a time with a polynomial ``exp`` and the
 hardware reciprocal estimate refined by one Newton step (relative error ~2e-7, where a divide would stall): gradients
-agree within 1e-6. What backward keeps is what :mod:`.fused` keeps (``H`` in float32, a uint8 code with Rectangle and a detached
-or soft reset, PLIF with ``decay_input`` also ``X``), nothing under ``torch.no_grad()``. float32 and bfloat16 run
-here; other dtypes and custom surrogates go to :func:`.fused.lif_fused`. With ``torch.get_num_threads() > 1`` large
-calls are split over neurons into that many threads (the GIL is released).
+agree within 1e-6. A call of more than 16 steps runs in passes of 16 steps, each neuron's state carried between
+passes. What backward keeps is what :mod:`.fused` keeps (``H`` in float32, a uint8 code with Rectangle and a
+detached or soft reset, PLIF with ``decay_input`` also ``X``), nothing under ``torch.no_grad()``. float32 and
+bfloat16 run here; other dtypes and custom surrogates go to :func:`.fused.lif_fused`. With
+``torch.get_num_threads() > 1`` large calls are split over neurons into that many threads (the GIL is released).
 
 Page faults dominate a fresh allocation on the CPU (filling a new 32 MiB tensor costs several times refilling an
 old one), so the large buffers these kernels create (spikes, what backward keeps, ``dL/dX``) come from a small pool:
@@ -232,8 +233,8 @@ def _cache_bytes(level: int, root: Path = _SYSFS_CACHES) -> int:
 @functools.cache
 def stream_threshold() -> int:
     """Bytes a call must write to use non-temporal stores unless :data:`STREAM_MIN_BYTES` is set: the last-level
-    cache, capped at 16 times this core's L2. The cap matters on a many-core server (or a VM on one): its L3
-    (480 MiB on one Xeon here) is shared by every core, and what one core writes does not stay there for long."""
+    cache, capped at 16 times this core's L2. The cap matters on a many-core server (or a VM on one): its L3 (480 MiB
+    on the Xeon of docs/neurons.md) is shared by every core, and what one core writes does not stay there for long."""
     l2, l3 = _cache_bytes(2), _cache_bytes(3)
     llc = l3 or l2 or 8 << 20
     return min(llc, 16 * l2) if l2 else llc
