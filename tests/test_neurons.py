@@ -410,11 +410,9 @@ def test_cpu_stream_threshold_reads_the_caches_from_sysfs(tmp_path, monkeypatch)
                                           (3, "Unified", "491520K")])
     assert [cpu._cache_bytes(level, server) for level in (1, 2, 3, 4)] == [48 << 10, 2 << 20, 480 << 20, 0]
     assert cpu._cache_bytes(2, caches(tmp_path / "broken", [(2, "Unified", "lots")])) == 0
-    expected = {"server": (server, 32 << 20),
-                "zen1": (caches(tmp_path / "zen1", [(2, "Unified", "512K"), (3, "Unified", "8M")]), 8 << 20),
-                "none": (tmp_path / "absent", 8 << 20)}
+    zen1 = caches(tmp_path / "zen1", [(2, "Unified", "512K"), (3, "Unified", "8M")])
     read = cpu._cache_bytes
-    for root, threshold in expected.values():
+    for root, threshold in [(server, 32 << 20), (zen1, 8 << 20), (tmp_path / "absent", 8 << 20)]:
         monkeypatch.setattr(cpu, "_cache_bytes", lambda level, r=root: read(level, r))
         cpu.stream_threshold.cache_clear()
         assert cpu.stream_threshold() == threshold

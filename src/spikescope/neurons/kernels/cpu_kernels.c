@@ -25,7 +25,7 @@
 #define UNROLL 4
 /* A call of more than SPAN steps runs in passes of SPAN steps over all its neurons, the membrane (forward) or dL/dV
  * (backward) of each neuron carried from one pass to the next in a heap array: one chunk then walks at most SPAN rows
- * of each tensor. Measured (docs/neurons.md): at T = 64 a step took 1.6x as long as at T = 16 without passes. */
+ * of each tensor. Measured (docs/neurons.md): without passes a step at T = 64 took 1.7-1.9x as long as at T = 16. */
 #define SPAN 16
 #define INLINE static inline __attribute__((always_inline))
 
